@@ -1,0 +1,79 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.api.deps import AppState
+from services.api.errors import install_error_handlers
+from services.core.db import make_engine, make_sessionmaker
+from services.core.settings import Settings, get_settings
+from services.serving.client import TritonClient
+
+log = logging.getLogger(__name__)
+
+API_DESCRIPTION = """
+radwatch records every prediction of a deployed radiology model, watches the stream for drift,
+subgroup bias and performance decay, and raises alerts.
+
+Authenticate with an API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+Errors always have the shape `{"error": {"code", "message", "details"}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.resolved_database_url)
+        app.state.radwatch = AppState(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            triton=TritonClient(settings.triton_url),
+        )
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="radwatch",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    from services.events.endpoints import router as events_router
+    from services.metrics.endpoints import install_metrics
+    from services.monitoring.endpoints import router as monitoring_router
+    from services.serving.endpoints import router as serving_router
+
+    install_metrics(app)
+    app.include_router(events_router)
+    app.include_router(serving_router)
+    app.include_router(monitoring_router)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and dependency status")
+    def healthz() -> dict[str, object]:
+        state: AppState = app.state.radwatch
+        db_ok = True
+        try:
+            with state.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception:
+            db_ok = False
+        triton_ok = state.triton.is_live()
+        return {
+            "status": "ok" if db_ok and triton_ok else "degraded",
+            "database": db_ok,
+            "triton": triton_ok,
+        }
+
+    return app

@@ -1,0 +1,237 @@
+"""The ``radwatch`` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from services.cli import monitor as monitor_cli
+from services.core.errors import RadwatchError
+
+app = typer.Typer(
+    name="radwatch",
+    help="Keep radiology AI models safe after deployment: serve, record, monitor, alert.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Service database.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(monitor_cli.app, name="monitor")
+
+err = Console(stderr=True)
+
+
+def _fail(exc: RadwatchError) -> None:
+    err.print(f"[red]error:[/red] {exc.message}")
+    raise typer.Exit(2 if exc.status_code < 500 else 1)
+
+
+@app.command()
+def demo(
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON summary at the end.")
+    ] = False,
+    studies: Annotated[int, typer.Option(min=300, help="Studies to stream.")] = 2400,
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the demo keeps its databases and models.")
+    ] = Path("radwatch-data/demo"),
+    report: Annotated[Path, typer.Option(help="HTML report path.")] = Path("demo-report.html"),
+    seed: Annotated[int, typer.Option(help="Seed of the study stream.")] = 2026,
+) -> None:
+    """Run the whole story on embedded defaults: train, register, serve on Triton, stream studies
+    from 3 sites (one switches scanner vendor midway), monitor with a Celery worker, alert."""
+    from services.demo.runner import DemoOptions, run_demo
+
+    try:
+        run_demo(
+            DemoOptions(
+                studies=studies,
+                data_dir=data_dir,
+                report_path=report,
+                seed=seed,
+                json_output=json_output,
+            )
+        )
+    except RadwatchError as exc:
+        _fail(exc)
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8080,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Serve the REST API (uvicorn). Settings come from RADWATCH_* variables."""
+    import uvicorn
+
+    uvicorn.run("services.api.app:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+@app.command()
+def worker(
+    beat: Annotated[bool, typer.Option(help="Also run the beat scheduler in this process.")] = True,
+    concurrency: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Run a Celery worker for the monitoring queue."""
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "services.worker.app",
+        "worker",
+        "-Q",
+        "monitoring",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        str(concurrency),
+    ]
+    if beat:
+        argv.append("--beat")
+    os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with the worker
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all database migrations."""
+    from services.core.db import migrate
+    from services.core.settings import get_settings
+
+    url = get_settings().resolved_database_url
+    migrate(url)
+    typer.echo("database is at the latest revision")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    role: Annotated[str, typer.Option(help="mlops_engineer, clinical_safety_officer or auditor.")],
+) -> None:
+    """Create an API key and print it once."""
+    from services.auth.service import create_key
+    from services.core.db import make_engine, make_sessionmaker, session_scope
+    from services.core.models import Role
+    from services.core.settings import get_settings
+
+    try:
+        parsed = Role(role)
+    except ValueError:
+        roles = ", ".join(r.value for r in Role)
+        err.print(f"[red]error:[/red] unknown role '{role}'; use one of: {roles}")
+        raise typer.Exit(2) from None
+    engine = make_engine(get_settings().resolved_database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        key = create_key(session, name=name, role=parsed)
+    typer.echo(key)
+
+
+@app.command()
+def train(
+    preset: Annotated[str, typer.Option(help="demo or tiny.")] = "demo",
+    model_name: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+) -> None:
+    """Train the model on synthetic radiographs and register it in MLflow as 'champion'."""
+    from pipelines.train import TrainConfig
+    from services.cli.progress import stage_progress
+    from services.core.settings import get_settings
+    from services.registry.mlflow_registry import MlflowRegistry
+    from services.registry.service import train_and_register
+
+    settings = get_settings()
+    config = TrainConfig.demo() if preset == "demo" else TrainConfig.tiny()
+    registry = MlflowRegistry(settings.resolved_mlflow_uri)
+    try:
+        with stage_progress() as progress:
+            registered, _ = train_and_register(
+                registry,
+                model_name=model_name or settings.model_name,
+                config=config,
+                progress=progress,
+            )
+    except RadwatchError as exc:
+        _fail(exc)
+    typer.echo(
+        f"registered {registered.name} version {registered.version} (run {registered.run_id})"
+    )
+
+
+@app.command()
+def deploy(
+    version: Annotated[
+        int | None, typer.Option(help="Version; default the 'champion' alias.")
+    ] = None,
+    model_name: Annotated[str | None, typer.Option()] = None,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
+) -> None:
+    """Export a registered version to the Triton repository, load it and make it the champion."""
+    from services.core.db import make_engine, make_sessionmaker, session_scope
+    from services.core.settings import get_settings
+    from services.registry.mlflow_registry import MlflowRegistry
+    from services.serving.client import TritonClient
+    from services.serving.service import deploy_version
+
+    settings = get_settings()
+    name = model_name or settings.model_name
+    registry = MlflowRegistry(settings.resolved_mlflow_uri)
+    try:
+        v = version if version is not None else registry.get_by_alias(name, "champion").version
+        engine = make_engine(settings.resolved_database_url)
+        with session_scope(make_sessionmaker(engine)) as session:
+            deploy_version(
+                session,
+                registry=registry,
+                triton=TritonClient(settings.triton_url),
+                repository_dir=settings.triton_repository,
+                model_name=name,
+                version=v,
+                operating_threshold=threshold,
+            )
+    except RadwatchError as exc:
+        _fail(exc)
+    typer.echo(f"{name} version {v} is the champion on Triton at {settings.triton_url}")
+
+
+@app.command()
+def triton(
+    http_port: Annotated[int, typer.Option()] = 8000,
+    grpc_port: Annotated[int, typer.Option()] = 8001,
+    metrics_port: Annotated[int, typer.Option()] = 8002,
+) -> None:
+    """Run the bundled tritonserver on the configured model repository (explicit model control)."""
+    import time
+
+    from services.core.settings import get_settings
+    from services.serving.server import TritonServerProcess
+
+    settings = get_settings()
+    settings.triton_repository.mkdir(parents=True, exist_ok=True)
+    server = TritonServerProcess(
+        settings.triton_repository,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+    )
+    try:
+        server.start()
+        typer.echo(f"tritonserver ready at {server.url}; Ctrl-C stops it")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    except RadwatchError as exc:
+        _fail(exc)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    app()

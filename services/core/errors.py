@@ -1,0 +1,126 @@
+"""The domain error hierarchy.
+
+Every error a user can cause or fix carries an HTTP status and a message that says what to do.
+Services and adapters raise these; one FastAPI handler (``services.api.errors``) turns them into
+JSON responses, and the CLI prints the message and exits non-zero. ``HTTPException`` never appears
+outside the API layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RadwatchError(Exception):
+    """Base class: ``status_code`` is the HTTP status, ``message`` is safe to show a user."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class BadRequestError(RadwatchError):
+    """The request is malformed in a way the caller can fix."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class ValidationFailedError(RadwatchError):
+    """The request parsed, but a value is out of range or inconsistent."""
+
+    status_code = 422
+    code = "validation_failed"
+
+
+class UnauthenticatedError(RadwatchError):
+    status_code = 401
+    code = "unauthenticated"
+
+
+class ForbiddenError(RadwatchError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFoundError(RadwatchError):
+    status_code = 404
+    code = "not_found"
+
+
+class ConflictError(RadwatchError):
+    status_code = 409
+    code = "conflict"
+
+
+class UnavailableError(RadwatchError):
+    """A dependency (database, Triton, MLflow) cannot be reached; the caller should retry."""
+
+    status_code = 503
+    code = "unavailable"
+
+    def __init__(
+        self, message: str, *, retry_after_s: int = 5, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
+
+
+# --- serving (Triton) ---------------------------------------------------------------------------
+
+
+class ServingUnavailableError(UnavailableError):
+    """Triton cannot be reached or is not ready."""
+
+    code = "serving_unavailable"
+
+
+class ModelNotLoadedError(UnavailableError):
+    """Triton is up, but the requested model/version is not loaded."""
+
+    code = "model_not_loaded"
+
+
+class InferenceError(RadwatchError):
+    """Triton answered with an error for a well-formed request."""
+
+    status_code = 502
+    code = "inference_failed"
+
+
+# --- registry (MLflow) --------------------------------------------------------------------------
+
+
+class RegistryUnavailableError(UnavailableError):
+    code = "registry_unavailable"
+
+
+class UnknownModelError(NotFoundError):
+    code = "unknown_model"
+
+
+# --- input data ---------------------------------------------------------------------------------
+
+
+class InvalidDicomError(BadRequestError):
+    """The upload is not a DICOM file radwatch can read; the message names the problem."""
+
+    code = "invalid_dicom"
+
+
+class InvalidImageError(BadRequestError):
+    code = "invalid_image"
+
+
+class PayloadTooLargeError(BadRequestError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(BadRequestError):
+    status_code = 415
+    code = "unsupported_media_type"

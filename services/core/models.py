@@ -1,0 +1,170 @@
+"""SQLAlchemy ORM models: the system of record. API schemas live in each domain's schemas.py."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _enum_values(enum_cls: type[enum.Enum]) -> list[str]:
+    return [str(m.value) for m in enum_cls]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        datetime: DateTime(timezone=True),
+    }
+
+
+class Role(enum.StrEnum):
+    MLOPS_ENGINEER = "mlops_engineer"
+    CLINICAL_SAFETY_OFFICER = "clinical_safety_officer"
+    AUDITOR = "auditor"
+
+
+class AlertState(enum.StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class ApiKey(Base):
+    """An API key. Only the SHA-256 of the secret is stored; keys are 256-bit random tokens, so a
+    fast hash is enough (no password-style stretching is needed for high-entropy secrets)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, native_enum=False, length=32, values_callable=_enum_values)
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Deployment(Base):
+    """A model version that is (or was) served: the link between MLflow and Triton."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("model_name", "model_version"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[int] = mapped_column(Integer)
+    mlflow_run_id: Mapped[str] = mapped_column(String(64))
+    triton_model: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(32), default="champion")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    operating_threshold: Mapped[float] = mapped_column(Float, default=0.5)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PredictionEvent(Base):
+    """One prediction. Identifiers are pseudonyms; the embedding is float32 little-endian bytes."""
+
+    __tablename__ = "prediction_events"
+    __table_args__ = (Index("ix_events_model_site_id", "model_name", "site", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[int] = mapped_column(Integer)
+    study_pid: Mapped[str] = mapped_column(String(32), index=True)
+    patient_pid: Mapped[str | None] = mapped_column(String(32))
+    site: Mapped[str] = mapped_column(String(64))
+    manufacturer: Mapped[str | None] = mapped_column(String(64))
+    manufacturer_model: Mapped[str | None] = mapped_column(String(64))
+    view_position: Mapped[str | None] = mapped_column(String(8))
+    kvp: Mapped[float | None] = mapped_column(Float)
+    sex: Mapped[str | None] = mapped_column(String(8))
+    age: Mapped[float | None] = mapped_column(Float)
+    race_ethnicity: Mapped[str | None] = mapped_column(String(64))
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON)
+    image_stats: Mapped[dict[str, Any]] = mapped_column(JSON)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MonitorResult(Base):
+    """One computed window of one monitor. The unique key makes a window computed exactly once."""
+
+    __tablename__ = "monitor_results"
+    __table_args__ = (UniqueConstraint("monitor", "model_name", "site", "window_index"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    monitor: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[int] = mapped_column(Integer)
+    site: Mapped[str] = mapped_column(String(64))
+    window_index: Mapped[int] = mapped_column(Integer)
+    first_event_id: Mapped[int] = mapped_column(BigInteger)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    n_current: Mapped[int] = mapped_column(Integer)
+    n_reference: Mapped[int] = mapped_column(Integer)
+    statistic: Mapped[float] = mapped_column(Float)
+    p_value: Mapped[float] = mapped_column(Float)
+    drift: Mapped[bool] = mapped_column(Boolean)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Alert(Base):
+    """An alert. At most one open alert per (monitor, model, site): a partial unique index
+    enforces the de-duplication even when two workers race."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index(
+            "uq_alerts_one_open",
+            "monitor",
+            "model_name",
+            "site",
+            unique=True,
+            postgresql_where=text("state = 'open'"),
+            sqlite_where=text("state = 'open'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    monitor: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(128))
+    site: Mapped[str] = mapped_column(String(64))
+    state: Mapped[AlertState] = mapped_column(
+        Enum(AlertState, native_enum=False, length=16, values_callable=_enum_values),
+        default=AlertState.OPEN,
+    )
+    severity: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)
+    result_id: Mapped[int] = mapped_column(ForeignKey("monitor_results.id"))
+    opened_after_predictions: Mapped[int] = mapped_column(BigInteger)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)

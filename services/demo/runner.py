@@ -1,0 +1,261 @@
+"""The end-to-end story, on real components: train → register (MLflow) → serve (Triton) →
+predict through the API → record → monitor (Celery worker) → alert.
+
+:func:`run_story` takes a :class:`Settings`, so the same code runs on the embedded defaults
+(``radwatch demo``) and against PostgreSQL, Redis and an MLflow server (the end-to-end test).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from pipelines.train import TrainConfig
+from services.auth.service import create_key
+from services.cli.progress import make_progress
+from services.core.db import make_engine, make_sessionmaker, migrate, session_scope
+from services.core.errors import UnavailableError
+from services.core.models import Role
+from services.core.processes import api_process, free_port, settings_env, worker_process
+from services.core.settings import Settings
+from services.demo.report import write_report
+from services.demo.stream import plan_stream, stream
+from services.registry.mlflow_registry import MlflowRegistry
+from services.registry.service import train_and_register
+from services.serving.client import TritonClient
+from services.serving.server import TritonServerProcess
+from services.serving.service import deploy_version
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    studies: int = 2400
+    data_dir: Path = Path("radwatch-data/demo")
+    report_path: Path | None = Path("demo-report.html")
+    seed: int = 2026
+    json_output: bool = False
+    train_config: TrainConfig = field(default_factory=TrainConfig.demo)
+    concurrency: int = 4
+    #: How long to wait for the worker to finish the last windows after the stream ends.
+    drain_timeout_s: float = 180.0
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    return settings_env(
+        {
+            "environment": settings.environment,
+            "data_dir": settings.data_dir.resolve(),
+            "database_url": settings.resolved_database_url,
+            "broker_url": settings.resolved_broker_url,
+            "mlflow_tracking_uri": settings.resolved_mlflow_uri,
+            "triton_url": settings.triton_url,
+            "model_name": settings.model_name,
+            "pseudonym_key": settings.pseudonym_key,
+            "monitor_window": settings.monitor_window,
+            "monitor_alpha": settings.monitor_alpha,
+            "monitor_persistence_k": settings.monitor_persistence_k,
+            "monitor_persistence_m": settings.monitor_persistence_m,
+            "monitor_permutations": settings.monitor_permutations,
+            "monitor_interval_s": settings.monitor_interval_s,
+        }
+    )
+
+
+def run_story(settings: Settings, opts: DemoOptions, console: Console) -> dict[str, Any]:
+    """Run the story and return the summary (the ``--json`` object)."""
+    t0 = time.monotonic()
+    logs = settings.data_dir / "logs"
+    plan = plan_stream(opts.studies)
+    say = console.print
+
+    say("[bold]1/6[/bold] database: migrating", settings.resolved_database_url.split("@")[-1])
+    migrate(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    sessions = make_sessionmaker(engine)
+    with session_scope(sessions) as session:
+        api_key = create_key(session, name="demo-mlops-engineer", role=Role.MLOPS_ENGINEER)
+
+    say("[bold]2/6[/bold] training the encoder on synthetic radiographs (CPU)")
+    registry = MlflowRegistry(settings.resolved_mlflow_uri)
+    with make_progress(console) as bars:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total)
+            bars.update(tasks[stage], completed=done, total=total)
+
+        registered, trained = train_and_register(
+            registry, model_name=settings.model_name, config=opts.train_config, progress=progress
+        )
+    auroc = trained.metrics.get("val_auroc_mean", float("nan"))
+    say(
+        f"     registered [bold]{registered.name}[/bold] v{registered.version} in MLflow "
+        f"(alias champion); mean val AUROC {auroc:.3f}"
+    )
+
+    with ExitStack() as stack:
+        say("[bold]3/6[/bold] starting tritonserver (explicit model control) and deploying")
+        settings.triton_repository.mkdir(parents=True, exist_ok=True)
+        triton_server = TritonServerProcess(
+            settings.triton_repository,
+            http_port=free_port(),
+            grpc_port=free_port(),
+            metrics_port=free_port(),
+            log_path=logs / "triton.log",
+        )
+        triton_server.start()
+        stack.callback(triton_server.stop)
+        settings = settings.model_copy(update={"triton_url": triton_server.url})
+        triton = TritonClient(settings.triton_url)
+        with session_scope(sessions) as session:
+            deploy_version(
+                session,
+                registry=registry,
+                triton=triton,
+                repository_dir=settings.triton_repository,
+                model_name=registered.name,
+                version=registered.version,
+            )
+        triton_version = triton.server_version()
+
+        say("[bold]4/6[/bold] starting the API and a Celery worker (with beat)")
+        env = child_env(settings)
+        api_port = free_port()
+        api = api_process(env, port=api_port, log_path=logs / "api.log").start()
+        stack.callback(api.stop)
+        worker = worker_process(env, log_path=logs / "worker.log").start()
+        stack.callback(worker.stop)
+        base_url = f"http://127.0.0.1:{api_port}"
+        api.wait_http(f"{base_url}/healthz", timeout_s=90)
+        worker.wait_log("ready", timeout_s=90)
+
+        say(
+            f"[bold]5/6[/bold] streaming {plan.studies} studies from {len(plan.sites)} sites; "
+            f"'{plan.shifted_site}' switches to vendor '{plan.new_vendor}' after "
+            f"{plan.shift_after_predictions} predictions"
+        )
+        with make_progress(console) as bars:
+            task = bars.add_task("predictions", total=plan.studies)
+            sent = stream(
+                plan,
+                base_url=base_url,
+                api_key=api_key,
+                seed=opts.seed,
+                concurrency=opts.concurrency,
+                on_progress=lambda n: bars.update(task, completed=n),
+            )
+
+        say("[bold]6/6[/bold] waiting for the worker to compute the last windows")
+        expected = sum(n // settings.monitor_window for n in plan.per_site.values())
+        headers = {"Authorization": f"Bearer {api_key}"}
+        with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+            results = _wait_for_windows(
+                client, expected, opts.drain_timeout_s, worker_alive=worker.alive
+            )
+            alerts = client.get("/v1/alerts").raise_for_status().json()
+
+    summary: dict[str, Any] = {
+        "triton_server_version": triton_version,
+        "model": {
+            "name": registered.name,
+            "version": registered.version,
+            "mlflow_run_id": registered.run_id,
+            "val_auroc_mean": trained.metrics.get("val_auroc_mean"),
+        },
+        "predictions": sent,
+        "sites": list(plan.sites),
+        "shifted_site": plan.shifted_site,
+        "shift_vendor": plan.new_vendor,
+        "shift_started_after_predictions": plan.shift_after_predictions,
+        "window": settings.monitor_window,
+        "windows_computed": len(results),
+        "alerts": [
+            {
+                "monitor": a["monitor"],
+                "site": a["site"],
+                "severity": a["severity"],
+                "detail": a["detail"],
+                "opened_after_predictions": a["opened_after_predictions"],
+            }
+            for a in alerts
+        ],
+        "alerts_before_shift": sum(
+            1 for a in alerts if a["opened_after_predictions"] <= plan.shift_after_predictions
+        ),
+        "train_seconds": round(trained.seconds, 1),
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+    if opts.report_path is not None:
+        write_report(opts.report_path, summary, results)
+        summary["report"] = str(opts.report_path)
+    engine.dispose()
+    return summary
+
+
+def _wait_for_windows(
+    client: httpx.Client, expected: int, timeout_s: float, *, worker_alive: Any
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    results: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        results = client.get("/v1/monitor-results", params={"include_details": False}).json()
+        if len(results) >= expected:
+            return results
+        if not worker_alive():
+            break
+        time.sleep(1.0)
+    raise UnavailableError(
+        f"The worker computed {len(results)} of {expected} windows in {timeout_s:.0f} s; "
+        "see the worker log under the data directory's logs/ folder."
+    )
+
+
+def run_demo(opts: DemoOptions) -> dict[str, Any]:
+    """``radwatch demo``: a fresh data directory, embedded defaults, a summary at the end."""
+    console = Console(stderr=True)
+    if opts.data_dir.exists():
+        shutil.rmtree(opts.data_dir)
+    opts.data_dir.mkdir(parents=True)
+    settings = Settings(environment="development", data_dir=opts.data_dir.resolve())
+    summary = run_story(settings, opts, console)
+    if opts.json_output:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(Console(), summary)
+    return summary
+
+
+def _print_summary(console: Console, s: dict[str, Any]) -> None:
+    console.rule("radwatch demo")
+    m = s["model"]
+    console.print(
+        f"Model {m['name']} v{m['version']} (run {m['mlflow_run_id'][:12]}), "
+        f"Triton {s['triton_server_version']}"
+    )
+    console.print(
+        f"{s['predictions']} predictions, {s['windows_computed']} monitor windows, "
+        f"{s['seconds']:.0f} s"
+    )
+    console.print(
+        f"Site '{s['shifted_site']}' switched to '{s['shift_vendor']}' after "
+        f"{s['shift_started_after_predictions']} predictions."
+    )
+    if not s["alerts"]:
+        console.print("[yellow]No alerts were raised.[/yellow]")
+    for a in s["alerts"]:
+        console.print(
+            f"[red]ALERT[/red] {a['severity']} {a['monitor']} site={a['site']} "
+            f"after {a['opened_after_predictions']} predictions: {a['detail']}"
+        )
+    console.print(f"Alerts before the shift: {s['alerts_before_shift']}")
+    if "report" in s:
+        console.print(f"Report: {s['report']}")

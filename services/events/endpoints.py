@@ -1,0 +1,155 @@
+"""``POST /v1/predictions``: a DICOM upload (multipart) or an image array (JSON)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy.typing as npt
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from pipelines.dicom import read_dicom
+from services.api.deps import SessionDep, StateDep, require_roles
+from services.api.errors import COMMON_RESPONSES, ErrorBody
+from services.core.errors import (
+    BadRequestError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    ValidationFailedError,
+)
+from services.core.models import Role
+from services.events import service
+from services.events.schemas import ArrayPredictionRequest, PredictionResponse, StudyMetadata
+from services.metrics.registry import PREDICTIONS
+from services.serving import service as serving
+
+router = APIRouter(tags=["predictions"])
+
+_OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ArrayPredictionRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "DICOM file"},
+                        **{name: {"type": "string"} for name in StudyMetadata.model_fields},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/predictions",
+    response_model=PredictionResponse,
+    summary="Run the model on one study and record the prediction",
+    responses={
+        400: {"model": ErrorBody, "description": "Unreadable DICOM, image or body."},
+        404: {"model": ErrorBody, "description": "Unknown model."},
+        413: {"model": ErrorBody, "description": "Body too large."},
+        415: {"model": ErrorBody, "description": "Unsupported content type."},
+        422: {"model": ErrorBody, "description": "Invalid metadata or image values."},
+        **COMMON_RESPONSES,
+    },
+    openapi_extra=_OPENAPI_BODY,
+    dependencies=[Depends(require_roles(Role.MLOPS_ENGINEER))],
+)
+async def create_prediction(
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    model: str | None = Query(None, description="Registered model name; default from settings."),
+) -> PredictionResponse:
+    limit = int(state.settings.max_upload_mb * 1024 * 1024)
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise _too_large(limit)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        image, metadata = await _parse_json(request, limit)
+    elif content_type == "multipart/form-data":
+        image, metadata = await _parse_multipart(request, limit)
+    else:
+        raise _unsupported(content_type)
+
+    model_name = model or state.settings.model_name
+    deployment = await run_in_threadpool(serving.champion, session, model_name)
+    response = await run_in_threadpool(
+        service.predict,
+        session,
+        settings=state.settings,
+        triton=state.triton,
+        deployment=deployment,
+        image=image,
+        metadata=metadata,
+    )
+    if not response.duplicate:
+        PREDICTIONS.labels(model=response.model.name, site=response.site).inc()
+    return response
+
+
+async def _parse_json(request: Request, limit: int) -> tuple[npt.NDArray[Any], StudyMetadata]:
+    body = await request.body()
+    if len(body) > limit:
+        raise _too_large(limit)
+    try:
+        payload = ArrayPredictionRequest.model_validate_json(body)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
+        ]
+        text = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems[:5])
+        raise ValidationFailedError(
+            f"Invalid JSON body: {text}. Expected {{'image': [[...]], 'metadata': {{...}}}}.",
+            details={"problems": problems[:20]},
+        ) from None
+    return service.array_image(payload.image), payload.metadata
+
+
+async def _parse_multipart(request: Request, limit: int) -> tuple[npt.NDArray[Any], StudyMetadata]:
+    form = await request.form(max_files=1, max_fields=32, max_part_size=limit)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise BadRequestError(
+            "Multipart upload has no 'file' part; send the DICOM file as the form field 'file'."
+        )
+    data = await upload.read()
+    given: dict[str, Any] = {}
+    for key, value in form.multi_items():
+        if key == "file":
+            continue
+        if key == "metadata" and isinstance(value, str):
+            try:
+                extra = json.loads(value)
+            except json.JSONDecodeError:
+                raise BadRequestError("Form field 'metadata' is not valid JSON.") from None
+            if not isinstance(extra, dict):
+                raise BadRequestError("Form field 'metadata' must be a JSON object.")
+            given.update(extra)
+        elif isinstance(value, str):
+            given[key] = value
+    dicom = await run_in_threadpool(read_dicom, data)
+    return dicom.image, service.merge_metadata(given, dicom.metadata)
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"Request body is larger than {limit / (1024 * 1024):g} MiB; send a smaller image "
+        "(or raise RADWATCH_MAX_UPLOAD_MB)."
+    )
+
+
+def _unsupported(content_type: str) -> UnsupportedMediaTypeError:
+    return UnsupportedMediaTypeError(
+        f"Unsupported content type '{content_type or 'none'}': send multipart/form-data with a "
+        "DICOM 'file' part, or application/json with 'image' and 'metadata'."
+    )

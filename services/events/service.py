@@ -1,0 +1,145 @@
+"""Prediction: validate the input, run the champion on Triton, record the event.
+
+The event is added to the caller's session; the edge commits it. A repeated ``event_id`` returns
+the stored prediction instead of a second row, so a client may retry safely.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from pipelines.contract import FINDINGS
+from pipelines.preprocess import image_stats, to_model_input
+from services.core.errors import InferenceError, InvalidImageError, ValidationFailedError
+from services.core.models import Deployment, PredictionEvent
+from services.core.pseudonym import pseudonymise
+from services.core.settings import Settings
+from services.events import repository
+from services.events.schemas import ModelRef, PredictionResponse, StudyMetadata
+from services.serving.client import TritonClient
+
+#: Image sides accepted before resizing, in pixels. The upper bound guards memory; below the
+#: lower bound a radiograph carries too little to classify and is almost surely a client bug.
+MIN_SIDE = 32
+MAX_SIDE = 8192
+
+
+def merge_metadata(given: dict[str, Any], from_dicom: dict[str, Any]) -> StudyMetadata:
+    """Fields the client sent win over DICOM tags; the result is validated as one object."""
+    allowed = set(StudyMetadata.model_fields)
+    merged = {k: v for k, v in from_dicom.items() if k in allowed and v not in (None, "")}
+    if not given.get("site") and from_dicom.get("institution_name"):
+        merged["site"] = _site_slug(str(from_dicom["institution_name"]))
+    merged.update({k: v for k, v in given.items() if v not in (None, "")})
+    return parse_metadata(merged)
+
+
+def parse_metadata(raw: dict[str, Any]) -> StudyMetadata:
+    try:
+        return StudyMetadata.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
+        ]
+        text = "; ".join(f"metadata.{p['field']}: {p['problem']}" for p in problems[:5])
+        raise ValidationFailedError(
+            f"Invalid metadata: {text}", details={"problems": problems}
+        ) from None
+
+
+def array_image(rows: list[list[float]]) -> npt.NDArray[Any]:
+    if not rows or not rows[0]:
+        raise InvalidImageError("image is empty; send a 2-D array of grey values in [0, 1].")
+    width = len(rows[0])
+    if any(len(r) != width for r in rows):
+        raise InvalidImageError(
+            "image rows have different lengths; send a rectangular 2-D array "
+            "(rows of equal length)."
+        )
+    if not (MIN_SIDE <= len(rows) <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE):
+        raise InvalidImageError(
+            f"image is {len(rows)}x{width} pixels; each side must be between {MIN_SIDE} and "
+            f"{MAX_SIDE}."
+        )
+    return np.asarray(rows, dtype=np.float32)
+
+
+def predict(
+    session: Session,
+    *,
+    settings: Settings,
+    triton: TritonClient,
+    deployment: Deployment,
+    image: npt.NDArray[Any],
+    metadata: StudyMetadata,
+) -> PredictionResponse:
+    if metadata.site is None:
+        raise ValidationFailedError(
+            "metadata.site is required (or a DICOM InstitutionName to derive it from)."
+        )
+    if metadata.study_id is None:
+        raise ValidationFailedError(
+            "metadata.study_id is required (or a DICOM StudyInstanceUID/AccessionNumber)."
+        )
+    if metadata.event_id is not None:
+        existing = repository.by_event_id(session, metadata.event_id)
+        if existing is not None:
+            return _response(existing, deployment.operating_threshold, duplicate=True)
+
+    batch = to_model_input([image])
+    stats = image_stats(image)
+    output = triton.infer(deployment.triton_model, deployment.model_version, batch)
+    probs = output.probs[0]
+    embedding = output.embeddings[0]
+    if not (np.all(np.isfinite(probs)) and np.all(np.isfinite(embedding))):
+        raise InferenceError(
+            "The model returned non-finite scores for this image; nothing was stored."
+        )
+
+    key = settings.pseudonym_key
+    event = PredictionEvent(
+        event_id=metadata.event_id or uuid.uuid4().hex,
+        model_name=deployment.model_name,
+        model_version=deployment.model_version,
+        study_pid=pseudonymise(metadata.study_id, key, kind="study"),
+        patient_pid=pseudonymise(metadata.patient_id, key, kind="patient")
+        if metadata.patient_id
+        else None,
+        site=metadata.site,
+        manufacturer=metadata.manufacturer,
+        manufacturer_model=metadata.manufacturer_model,
+        view_position=metadata.view_position,
+        kvp=metadata.kvp,
+        sex=metadata.sex,
+        age=metadata.age,
+        race_ethnicity=metadata.race_ethnicity,
+        scores={f: float(p) for f, p in zip(FINDINGS, probs, strict=True)},
+        image_stats={k: float(v) for k, v in stats.items()},
+        embedding=np.asarray(embedding, dtype="<f4").tobytes(),
+    )
+    repository.add(session, event)
+    return _response(event, deployment.operating_threshold, duplicate=False)
+
+
+def _response(event: PredictionEvent, threshold: float, *, duplicate: bool) -> PredictionResponse:
+    return PredictionResponse(
+        event_id=event.event_id,
+        study_pid=event.study_pid,
+        model=ModelRef(name=event.model_name, version=event.model_version),
+        scores=event.scores,
+        positive={f: float(p) >= threshold for f, p in event.scores.items()},
+        operating_threshold=threshold,
+        site=event.site,
+        duplicate=duplicate,
+    )
+
+
+def _site_slug(name: str) -> str:
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.strip().lower())
+    return slug[:64] or "unknown"

@@ -1,0 +1,97 @@
+"""Deployments: record which model version is the champion, and look it up for predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from pipelines.export_triton import export_model
+from services.core.errors import ModelNotLoadedError, UnknownModelError
+from services.core.models import Deployment
+from services.registry.mlflow_registry import MlflowRegistry
+from services.serving import repository
+from services.serving.client import TritonClient
+
+
+def champion(session: Session, model_name: str) -> Deployment:
+    deployment = repository.active(session, model_name)
+    if deployment is None:
+        known = repository.model_names(session)
+        hint = f"Known models: {', '.join(known)}." if known else "No model is deployed yet."
+        raise UnknownModelError(
+            f"No deployed model named '{model_name}'. {hint} Deploy one with `radwatch deploy`."
+        )
+    return deployment
+
+
+def deploy_champion(
+    session: Session,
+    *,
+    model_name: str,
+    model_version: int,
+    mlflow_run_id: str,
+    triton_model: str,
+    operating_threshold: float = 0.5,
+) -> Deployment:
+    """Make ``model_version`` the active champion, retiring the previous one."""
+    previous = repository.active(session, model_name)
+    if previous is not None and previous.model_version != model_version:
+        previous.active = False
+    existing = repository.by_version(session, model_name, model_version)
+    if existing is not None:
+        existing.active = True
+        existing.role = "champion"
+        existing.triton_model = triton_model
+        existing.operating_threshold = operating_threshold
+        return existing
+    return repository.add(
+        session,
+        Deployment(
+            model_name=model_name,
+            model_version=model_version,
+            mlflow_run_id=mlflow_run_id,
+            triton_model=triton_model,
+            role="champion",
+            active=True,
+            operating_threshold=operating_threshold,
+        ),
+    )
+
+
+def list_deployments(session: Session) -> list[Deployment]:
+    return repository.list_all(session)
+
+
+def deploy_version(
+    session: Session,
+    *,
+    registry: MlflowRegistry,
+    triton: TritonClient,
+    repository_dir: Path,
+    model_name: str,
+    version: int,
+    operating_threshold: float = 0.5,
+) -> Deployment:
+    """Export a registered version to the Triton repository, load it, and make it champion.
+
+    Triton loads the model before the deployment row changes, so a failed load leaves the
+    previous champion serving and recorded.
+    """
+    info = registry.get_version(model_name, version)
+    model = registry.load_model(model_name, version)
+    export_model(model, repository_dir, model_name, version)
+    triton.load_model(model_name)
+    if not triton.is_model_ready(model_name, version):
+        raise ModelNotLoadedError(
+            f"Triton loaded '{model_name}' but version {version} is not ready; check the "
+            "server log and the config's version_policy."
+        )
+    return deploy_champion(
+        session,
+        model_name=model_name,
+        model_version=version,
+        mlflow_run_id=info.run_id,
+        triton_model=model_name,
+        operating_threshold=operating_threshold,
+    )

@@ -1,0 +1,56 @@
+"""The Celery application and its beat schedule.
+
+The broker is Redis when ``RADWATCH_BROKER_URL`` is set, otherwise kombu's SQLAlchemy transport on
+a SQLite file, so the embedded demo needs no server. Results are not stored: tasks write their
+outcome to the database, the system of record.
+
+Run a worker with ``radwatch worker`` (or ``celery -A services.worker.app worker -Q monitoring``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from services.core.settings import Settings, get_settings
+from services.worker.context import reset_context
+
+QUEUE_MONITORING = "monitoring"
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery(
+        "radwatch", broker=settings.resolved_broker_url, include=["services.monitoring.tasks"]
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app.conf.update(
+        task_ignore_result=True,
+        # A task interrupted by a crash is redelivered; windows are idempotent by their unique key.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        task_default_queue=QUEUE_MONITORING,
+        task_routes={"monitoring.*": {"queue": QUEUE_MONITORING}},
+        beat_schedule_filename=str((settings.data_dir / "celerybeat-schedule").resolve()),
+        beat_schedule={
+            "monitoring-tick": {
+                "task": "monitoring.tick",
+                "schedule": settings.monitor_interval_s,
+                # A tick that waited longer than two periods is stale; the next one does its work.
+                "options": {"queue": QUEUE_MONITORING, "expires": 2 * settings.monitor_interval_s},
+            }
+        },
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+celery_app = create_celery(get_settings())
+
+
+@worker_process_init.connect
+def _fresh_clients_after_fork(**_: Any) -> None:
+    reset_context()
