@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from services.core.errors import ServingUnavailableError
+from services.core.processes import free_port
 from services.serving.client import TritonClient
 from services.serving.server import (
     TritonServerProcess,
     find_tritonserver,
-    free_port,
     prepare_backend_directory,
 )
 
