@@ -27,8 +27,8 @@ import numpy.typing as npt
 import torch
 from scipy import stats
 
+from monitors._json import json_safe
 from monitors.drift._inputs import MIN_SAMPLES, FloatArray, data_seed
-from monitors.drift._json import json_safe
 from monitors.drift.univariate import permutation_p_value
 from monitors.errors import MonitorInputError
 

@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from monitors._json import json_safe
 from monitors.drift._inputs import FloatArray
-from monitors.drift._json import json_safe
 from monitors.drift.mmd import as_matrix, median_bandwidth
 from monitors.errors import MonitorInputError
 

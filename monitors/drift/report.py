@@ -18,9 +18,9 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from monitors._json import json_safe
 from monitors.drift import univariate as uni
 from monitors.drift._inputs import is_numeric_array
-from monitors.drift._json import json_safe
 from monitors.drift.mmd import MultivariateResult, bbsd_test, classifier_test, mmd_test
 from monitors.errors import MonitorInputError
 from monitors.stats import Correction, adjust_pvalues

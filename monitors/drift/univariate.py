@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from monitors._json import json_safe
 from monitors.drift._inputs import (
     FloatArray,
     category_counts,
@@ -37,7 +38,6 @@ from monitors.drift._inputs import (
     is_numeric_array,
     numeric,
 )
-from monitors.drift._json import json_safe
 from monitors.errors import MonitorInputError
 
 #: Floor on bin proportions in PSI: ln(q/p) is infinite for an empty bin. 1e-4 is the common

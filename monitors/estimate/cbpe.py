@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from monitors._json import json_safe
 from monitors.errors import MonitorInputError
 from monitors.estimate.calibrators import CalibrationMethod, Calibrator, fit_calibrator
 from monitors.performance import _validate as v
-from monitors.performance._json import json_safe
 from monitors.performance.auroc import midranks
 from monitors.performance.types import MetricCI
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from monitors.performance._json import json_safe
+from monitors._json import json_safe
 from monitors.performance.types import MetricCI
 
 

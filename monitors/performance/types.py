@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from monitors.performance._json import json_safe
+from monitors._json import json_safe
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,22 +81,9 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1)] = 1,
 ) -> None:
     """Run a Celery worker for the monitoring queue."""
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "services.worker.app",
-        "worker",
-        "-Q",
-        "monitoring",
-        "--loglevel",
-        "INFO",
-        "--concurrency",
-        str(concurrency),
-    ]
-    if beat:
-        argv.append("--beat")
+    from services.core.processes import worker_argv
+
+    argv = worker_argv(beat=beat, concurrency=concurrency)
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with the worker
 
 

@@ -164,6 +164,17 @@ def api_process(
     return ManagedProcess("radwatch API", argv, env=env, log_path=log_path)
 
 
+def worker_argv(*, beat: bool, concurrency: int, pool: str | None = None) -> list[str]:
+    """Command line of a Celery worker on the monitoring queue (CLI, demo and tests share it)."""
+    argv = [sys.executable, "-m", "celery", "-A", "services.worker.app", "worker"]
+    argv += ["-Q", "monitoring", "--loglevel", "INFO", "--concurrency", str(concurrency)]
+    if pool is not None:
+        argv += ["--pool", pool, "--without-gossip", "--without-mingle"]
+    if beat:
+        argv.append("--beat")
+    return argv
+
+
 def worker_process(
     env: Mapping[str, str],
     *,
@@ -172,24 +183,5 @@ def worker_process(
     concurrency: int = 1,
     pool: str = "solo",
 ) -> ManagedProcess:
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "services.worker.app",
-        "worker",
-        "-Q",
-        "monitoring",
-        "--loglevel",
-        "INFO",
-        "--concurrency",
-        str(concurrency),
-        "--pool",
-        pool,
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    if beat:
-        argv.append("--beat")
+    argv = worker_argv(beat=beat, concurrency=concurrency, pool=pool)
     return ManagedProcess("Celery worker", argv, env=env, log_path=log_path)

@@ -5,7 +5,7 @@ window is compared with the validation-set reference of the same site (or of all
 site was not in the reference): MMD on the encoder embeddings, and per-column tests on the
 acquisition metadata and image statistics, Bonferroni-corrected so the window's family-wise
 false-alarm rate is ``settings.monitor_alpha``. An alert opens when ``k`` of the last ``m``
-windows of the site drifted (:class:`monitors.policy`-style persistence), and never twice while
+windows of the site drifted (:class:`monitors.policy.AlertPolicy`), and never twice while
 one is open for the same monitor and site.
 """
 
@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from monitors.drift.report import DriftConfig, DriftReport, run_drift
+from monitors.policy import AlertPolicy, WindowOutcome
 from pipelines.contract import EMBEDDING_DIM
 from pipelines.profile import ReferenceProfile
 from services.core.models import Alert, Deployment, MonitorResult, PredictionEvent
@@ -230,6 +231,15 @@ def _drifted_columns(details: dict[str, Any]) -> list[str]:
     return parts
 
 
+def alert_policy(settings: Settings) -> AlertPolicy:
+    """k of the last m windows significant (the latest among them) opens an alert."""
+    return AlertPolicy(
+        alpha=settings.monitor_alpha,
+        persistence_k=settings.monitor_persistence_k,
+        persistence_m=settings.monitor_persistence_m,
+    )
+
+
 def _maybe_open_alert(
     session: Session, *, settings: Settings, result: MonitorResult
 ) -> Alert | None:
@@ -242,8 +252,13 @@ def _maybe_open_alert(
         site=result.site,
         limit=settings.monitor_persistence_m,
     )
-    drifted = sum(1 for r in recent if r.drift)
-    if drifted < settings.monitor_persistence_k:
+    # Every test of the window has a p-value and the report is Bonferroni-corrected, so the
+    # stored smallest corrected p-value is below alpha exactly when the window drifted.
+    history = [
+        WindowOutcome(p_value=r.p_value, label=f"window {r.window_index}") for r in reversed(recent)
+    ]
+    decision = alert_policy(settings).evaluate(history)
+    if not decision.fire:
         return None
     if repository.open_alert(
         session, monitor=result.monitor, model_name=result.model_name, site=result.site
@@ -251,11 +266,11 @@ def _maybe_open_alert(
         return None
     evidence = "; ".join(_drifted_columns(result.details)) or "drift flagged"
     detail = (
-        f"Acquisition drift at site '{result.site}': {drifted} of the last {len(recent)} windows "
-        f"of {result.n_current} studies drifted from the reference. Latest window "
-        f"{result.window_index}: {evidence}."
+        f"Acquisition drift at site '{result.site}': {decision.significant} of the last "
+        f"{decision.considered} windows of {result.n_current} studies drifted from the reference. "
+        f"Latest window {result.window_index}: {evidence}."
     )
-    severity = "critical" if drifted == len(recent) == settings.monitor_persistence_m else "warning"
+    severity = decision.severity
     try:
         with session.begin_nested():
             alert = repository.add_alert(

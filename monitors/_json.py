@@ -1,4 +1,8 @@
-"""Make result dictionaries JSON-safe (plain Python types, no NaN/inf)."""
+"""Make result dictionaries JSON-safe (plain Python types, no NaN/inf).
+
+Shared by every monitor; it imports numpy only, so the performance and fairness monitors stay
+free of torch.
+"""
 
 from __future__ import annotations
 
