@@ -51,12 +51,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     from services.events.endpoints import router as events_router
+    from services.labels.endpoints import router as labels_router
     from services.metrics.endpoints import install_metrics
     from services.monitoring.endpoints import router as monitoring_router
     from services.serving.endpoints import router as serving_router
 
     install_metrics(app)
     app.include_router(events_router)
+    app.include_router(labels_router)
     app.include_router(serving_router)
     app.include_router(monitoring_router)
 

@@ -86,6 +86,9 @@ class Deployment(Base):
     role: Mapped[str] = mapped_column(String(32), default="champion")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     operating_threshold: Mapped[float] = mapped_column(Float, default=0.5)
+    #: Length of the embeddings its events carry; ingestion rejects other lengths. ``None`` for
+    #: deployments registered before the column existed (no check).
+    embedding_dim: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -112,7 +115,33 @@ class PredictionEvent(Base):
     scores: Mapped[dict[str, Any]] = mapped_column(JSON)
     image_stats: Mapped[dict[str, Any]] = mapped_column(JSON)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    #: When the producer ran inference (its clock); ``created_at`` is when radwatch stored it.
+    occurred_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GroundTruthLabel(Base):
+    """A ground-truth label for one finding of one study, as reported by one source.
+
+    Labels arrive days or weeks after the prediction, or before it: they join events by the
+    pseudonymised study id at query time, so the order of arrival does not matter. Rows are never
+    updated: a correction is a new row with a later ``reported_at``, and the latest one wins.
+    The unique key makes a re-sent label a no-op.
+    """
+
+    __tablename__ = "ground_truth_labels"
+    __table_args__ = (
+        UniqueConstraint("study_pid", "finding", "source", "reported_at"),
+        Index("ix_labels_study_finding", "study_pid", "finding"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    study_pid: Mapped[str] = mapped_column(String(32))
+    finding: Mapped[str] = mapped_column(String(64))
+    label: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(64))
+    reported_at: Mapped[datetime] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class MonitorResult(Base):

@@ -12,17 +12,22 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from pipelines.dicom import read_dicom
+from services.api.bodies import read_batch, too_large
 from services.api.deps import SessionDep, StateDep, require_roles
 from services.api.errors import COMMON_RESPONSES, ErrorBody
 from services.core.errors import (
     BadRequestError,
-    PayloadTooLargeError,
     UnsupportedMediaTypeError,
     ValidationFailedError,
 )
 from services.core.models import Role
-from services.events import service
-from services.events.schemas import ArrayPredictionRequest, PredictionResponse, StudyMetadata
+from services.events import ingest, service
+from services.events.schemas import (
+    ArrayPredictionRequest,
+    IngestResult,
+    PredictionResponse,
+    StudyMetadata,
+)
 from services.metrics.registry import PREDICTIONS
 from services.serving import service as serving
 
@@ -72,7 +77,7 @@ async def create_prediction(
     limit = int(state.settings.max_upload_mb * 1024 * 1024)
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise _too_large(limit)
+        raise too_large(limit, "send a smaller image")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
         image, metadata = await _parse_json(request, limit)
@@ -100,7 +105,7 @@ async def create_prediction(
 async def _parse_json(request: Request, limit: int) -> tuple[npt.NDArray[Any], StudyMetadata]:
     body = await request.body()
     if len(body) > limit:
-        raise _too_large(limit)
+        raise too_large(limit, "send a smaller image")
     try:
         payload = ArrayPredictionRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -141,11 +146,41 @@ async def _parse_multipart(request: Request, limit: int) -> tuple[npt.NDArray[An
     return dicom.image, service.merge_metadata(given, dicom.metadata)
 
 
-def _too_large(limit: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(
-        f"Request body is larger than {limit / (1024 * 1024):g} MiB; send a smaller image "
-        "(or raise RADWATCH_MAX_UPLOAD_MB)."
+@router.post(
+    "/v1/events",
+    response_model=IngestResult,
+    summary="Record a batch of predictions made elsewhere (up to 1,000 events)",
+    description=(
+        'Body: `{"events": [...]}`. Per-event semantics: each event is validated on its own; '
+        "bad ones are listed in `rejected` with their index and reason and the rest are stored. "
+        "An `event_id` already stored is listed in `duplicates` and nothing is written for it. "
+        "A 200 means every stored event is committed to the database. When no event of the "
+        "batch could be stored or was a duplicate, the answer is 422 with the same per-event "
+        "list under `error.details.rejected`."
+    ),
+    responses={
+        400: {"model": ErrorBody, "description": "Body is not JSON."},
+        413: {"model": ErrorBody, "description": "Body too large."},
+        415: {"model": ErrorBody, "description": "Not application/json."},
+        422: {"model": ErrorBody, "description": "Bad envelope, or every event rejected."},
+        **COMMON_RESPONSES,
+    },
+    dependencies=[Depends(require_roles(Role.MLOPS_ENGINEER))],
+)
+async def ingest_events(request: Request, state: StateDep, session: SessionDep) -> IngestResult:
+    items = await read_batch(request, state.settings.max_upload_mb, key="events")
+    done = await run_in_threadpool(
+        ingest.ingest_events, session, settings=state.settings, items=items
     )
+    result = done.result
+    if result.rejected and not result.stored and not result.duplicates:
+        raise ValidationFailedError(
+            f"None of the {result.received} events was stored. {result.rejected[0].message}",
+            details={"rejected": [r.model_dump() for r in result.rejected]},
+        )
+    for (model_name, site), n in done.stored_per_site.items():
+        PREDICTIONS.labels(model=model_name, site=site).inc(n)
+    return result
 
 
 def _unsupported(content_type: str) -> UnsupportedMediaTypeError:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.core.models import PredictionEvent
@@ -14,6 +16,37 @@ def add(session: Session, event: PredictionEvent) -> PredictionEvent:
     session.add(event)
     session.flush()
     return event
+
+
+def insert_ignoring_duplicates(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, key: Sequence[str]
+) -> set[tuple[Any, ...]]:
+    """INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key: the key tuples of the rows actually
+    inserted, so the caller can tell the duplicates apart. One round trip per batch
+    (SQLAlchemy's insertmanyvalues) on PostgreSQL and SQLite alike."""
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(table).on_conflict_do_nothing(index_elements=list(key))
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(key))
+    else:  # pragma: no cover - settings only accept PostgreSQL and SQLite URLs
+        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+    result = session.execute(stmt.returning(*(table.c[k] for k in key)), list(rows))
+    return {tuple(r) for r in result}
+
+
+def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Store events whose ``event_id`` is new; returns the ids that were stored."""
+    table = PredictionEvent.__table__
+    assert isinstance(table, Table)
+    return {k[0] for k in insert_ignoring_duplicates(session, table, rows, key=["event_id"])}
+
+
+def existing_event_ids(session: Session, event_ids: Sequence[str]) -> set[str]:
+    stmt = select(PredictionEvent.event_id).where(PredictionEvent.event_id.in_(event_ids))
+    return set(session.scalars(stmt))
 
 
 def by_event_id(session: Session, event_id: str) -> PredictionEvent | None:

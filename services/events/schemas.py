@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class StudyMetadata(BaseModel):
@@ -70,3 +70,74 @@ class PredictionResponse(BaseModel):
     operating_threshold: float
     site: str
     duplicate: bool = Field(False, description="True when this event_id had already been recorded.")
+
+
+# --- batch ingestion: events from producers that run inference elsewhere -----------------------
+
+#: The longest embedding accepted (a ViT-L encoder has 1,024 dims; 4,096 leaves room).
+MAX_EMBEDDING_DIM = 4096
+
+
+class EventIn(BaseModel):
+    """One prediction made elsewhere: what the model saw (metadata), said (scores) and encoded
+    (embedding). ``metadata.study_id`` and ``metadata.site`` are required; ids are pseudonymised
+    before storage."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    event_id: str = Field(
+        ...,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:\-]+$",
+        description="Idempotency key: a retried event with the same id is stored once.",
+    )
+    model: str = Field(..., min_length=1, max_length=128, description="Deployed model name.")
+    model_version: int = Field(..., ge=1, description="Deployed model version.")
+    occurred_at: AwareDatetime | None = Field(
+        None, description="When inference ran (ISO 8601 with a time zone)."
+    )
+    metadata: StudyMetadata
+    scores: dict[str, float] = Field(
+        ..., min_length=1, max_length=64, description="Probability per finding, each in [0, 1]."
+    )
+    embedding: list[float] = Field(..., min_length=1, max_length=MAX_EMBEDDING_DIM)
+    image_stats: dict[str, float] = Field(default_factory=dict, max_length=64)
+
+    @field_validator("scores")
+    @classmethod
+    def _probabilities(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, p in v.items() if not 0.0 <= p <= 1.0]
+        if bad:
+            raise ValueError(f"scores must lie in [0, 1]; out of range: {', '.join(bad[:5])}")
+        return v
+
+    @model_validator(mode="after")
+    def _required_metadata(self) -> EventIn:
+        missing = [f for f in ("study_id", "site") if getattr(self.metadata, f) is None]
+        if missing:
+            raise ValueError(f"metadata.{' and metadata.'.join(missing)} required")
+        if self.metadata.event_id is not None and self.metadata.event_id != self.event_id:
+            raise ValueError("metadata.event_id differs from event_id; send event_id once")
+        return self
+
+
+class Problem(BaseModel):
+    field: str
+    problem: str
+
+
+class RejectedEvent(BaseModel):
+    index: int = Field(description="Position of the item in the request's list (from 0).")
+    event_id: str | None = Field(None, description="Its id, when it had a readable one.")
+    message: str
+    problems: list[Problem]
+
+
+class IngestResult(BaseModel):
+    """Per item: stored, duplicate (already stored, nothing written) or rejected (with why)."""
+
+    received: int
+    stored: int
+    duplicates: list[str] = Field(description="event_ids already stored; nothing was written.")
+    rejected: list[RejectedEvent]

@@ -16,11 +16,16 @@ from sqlalchemy.orm import Session
 
 from pipelines.contract import FINDINGS
 from pipelines.preprocess import image_stats, to_model_input
-from services.core.errors import InferenceError, InvalidImageError, ValidationFailedError
+from services.core.errors import (
+    ConflictError,
+    InferenceError,
+    InvalidImageError,
+    ValidationFailedError,
+)
 from services.core.models import Deployment, PredictionEvent
-from services.core.pseudonym import pseudonymise
 from services.core.settings import Settings
 from services.events import repository
+from services.events.ingest import event_row
 from services.events.schemas import ModelRef, PredictionResponse, StudyMetadata
 from services.serving.client import TritonClient
 
@@ -102,29 +107,32 @@ def predict(
             "The model returned non-finite scores for this image; nothing was stored."
         )
 
-    key = settings.pseudonym_key
-    event = PredictionEvent(
+    row = event_row(
+        settings=settings,
         event_id=metadata.event_id or uuid.uuid4().hex,
-        model_name=deployment.model_name,
-        model_version=deployment.model_version,
-        study_pid=pseudonymise(metadata.study_id, key, kind="study"),
-        patient_pid=pseudonymise(metadata.patient_id, key, kind="patient")
-        if metadata.patient_id
-        else None,
-        site=metadata.site,
-        manufacturer=metadata.manufacturer,
-        manufacturer_model=metadata.manufacturer_model,
-        view_position=metadata.view_position,
-        kvp=metadata.kvp,
-        sex=metadata.sex,
-        age=metadata.age,
-        race_ethnicity=metadata.race_ethnicity,
+        deployment=deployment,
+        metadata=metadata,
         scores={f: float(p) for f, p in zip(FINDINGS, probs, strict=True)},
-        image_stats={k: float(v) for k, v in stats.items()},
-        embedding=np.asarray(embedding, dtype="<f4").tobytes(),
+        embedding=embedding,
+        image_stats=stats,
     )
-    repository.add(session, event)
-    return _response(event, deployment.operating_threshold, duplicate=False)
+    # The same write path as POST /v1/events: a concurrent retry of this event_id that committed
+    # first makes this one a duplicate instead of an integrity error.
+    if not repository.insert_events(session, [row]):
+        existing = repository.by_event_id(session, row["event_id"])
+        if existing is None:
+            raise ConflictError(f"event_id '{row['event_id']}' could not be stored; retry.")
+        return _response(existing, deployment.operating_threshold, duplicate=True)
+    return PredictionResponse(
+        event_id=row["event_id"],
+        study_pid=row["study_pid"],
+        model=ModelRef(name=deployment.model_name, version=deployment.model_version),
+        scores=row["scores"],
+        positive={f: p >= deployment.operating_threshold for f, p in row["scores"].items()},
+        operating_threshold=deployment.operating_threshold,
+        site=row["site"],
+        duplicate=False,
+    )
 
 
 def _response(event: PredictionEvent, threshold: float, *, duplicate: bool) -> PredictionResponse:

@@ -33,8 +33,12 @@ def deploy_champion(
     mlflow_run_id: str,
     triton_model: str,
     operating_threshold: float = 0.5,
+    embedding_dim: int | None = None,
 ) -> Deployment:
-    """Make ``model_version`` the active champion, retiring the previous one."""
+    """Make ``model_version`` the active champion, retiring the previous one.
+
+    ``embedding_dim`` is the length of the embeddings its events carry (checked at ingestion).
+    """
     previous = repository.active(session, model_name)
     if previous is not None and previous.model_version != model_version:
         previous.active = False
@@ -44,6 +48,8 @@ def deploy_champion(
         existing.role = "champion"
         existing.triton_model = triton_model
         existing.operating_threshold = operating_threshold
+        if embedding_dim is not None:
+            existing.embedding_dim = embedding_dim
         return existing
     return repository.add(
         session,
@@ -55,6 +61,7 @@ def deploy_champion(
             role="champion",
             active=True,
             operating_threshold=operating_threshold,
+            embedding_dim=embedding_dim,
         ),
     )
 
@@ -94,4 +101,5 @@ def deploy_version(
         mlflow_run_id=info.run_id,
         triton_model=model_name,
         operating_threshold=operating_threshold,
+        embedding_dim=model.embedding_dim,
     )

@@ -1,0 +1,52 @@
+"""``POST /v1/labels``: ground truth that arrives days or weeks after the prediction."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from services.api.bodies import read_batch
+from services.api.deps import SessionDep, StateDep, require_roles
+from services.api.errors import COMMON_RESPONSES, ErrorBody
+from services.core.errors import ValidationFailedError
+from services.core.models import Role
+from services.labels import service
+from services.labels.schemas import LabelIngestResult
+
+router = APIRouter(tags=["labels"])
+
+
+@router.post(
+    "/v1/labels",
+    response_model=LabelIngestResult,
+    summary="Record ground-truth labels (up to 1,000), before or after their predictions",
+    description=(
+        'Body: `{"labels": [{"study_id", "finding", "label", "source", '
+        '"reported_at"}]}`. Labels join predictions by the pseudonymised study id, whichever '
+        "arrives first. Per-label semantics as for `POST /v1/events`: bad labels are listed in "
+        "`rejected`, a label already stored (same study, finding, source and reported_at) in "
+        "`duplicates`; a later `reported_at` for the same study and finding supersedes the "
+        "earlier label without deleting it."
+    ),
+    responses={
+        400: {"model": ErrorBody, "description": "Body is not JSON."},
+        413: {"model": ErrorBody, "description": "Body too large."},
+        415: {"model": ErrorBody, "description": "Not application/json."},
+        422: {"model": ErrorBody, "description": "Bad envelope, or every label rejected."},
+        **COMMON_RESPONSES,
+    },
+    dependencies=[Depends(require_roles(Role.MLOPS_ENGINEER))],
+)
+async def ingest_labels(
+    request: Request, state: StateDep, session: SessionDep
+) -> LabelIngestResult:
+    items = await read_batch(request, state.settings.max_upload_mb, key="labels")
+    result = await run_in_threadpool(
+        service.ingest_labels, session, settings=state.settings, items=items
+    )
+    if result.rejected and not result.stored and not result.duplicates:
+        raise ValidationFailedError(
+            f"None of the {result.received} labels was stored. {result.rejected[0].message}",
+            details={"rejected": [r.model_dump() for r in result.rejected]},
+        )
+    return result
