@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Connection, Engine, Table, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -16,6 +16,37 @@ def add(session: Session, event: PredictionEvent) -> PredictionEvent:
     session.add(event)
     session.flush()
     return event
+
+
+#: PostgreSQL advisory-lock key that orders event ids against monitor windows (see
+#: :func:`committed_watermark`). Any constant works; this is "radw" in ASCII.
+INGEST_LOCK_KEY = 0x72616477
+
+
+def hold_ingest_lock(session: Session) -> None:
+    """Take the shared ingest lock until this transaction ends; every event insert does so
+    before it draws ids from the sequence. Many ingesting transactions share it at once."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": INGEST_LOCK_KEY})
+
+
+def committed_watermark(session: Session) -> int:
+    """The largest event id below which no uncommitted event can still appear.
+
+    PostgreSQL hands out ids when a row is inserted, not when it commits, so reading "the next
+    100 events after id X" could skip an event whose transaction commits after the read with a
+    smaller id: it would then never be in any window. Taking the ingest lock exclusively in its
+    own short transaction waits for every ingesting transaction in flight; ids drawn afterwards
+    are larger than the max(id) read under it. Windows only use events up to this watermark.
+    SQLite has a single writer, so there the plain max(id) is already safe.
+    """
+    bind: Engine | Connection = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    if engine.dialect.name != "postgresql":
+        return int(session.scalar(select(func.max(PredictionEvent.id))) or 0)
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": INGEST_LOCK_KEY})
+        return int(conn.scalar(select(func.max(PredictionEvent.id))) or 0)
 
 
 def insert_ignoring_duplicates(
@@ -39,6 +70,9 @@ def insert_ignoring_duplicates(
 
 def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
     """Store events whose ``event_id`` is new; returns the ids that were stored."""
+    if not rows:
+        return set()
+    hold_ingest_lock(session)
     table = PredictionEvent.__table__
     assert isinstance(table, Table)
     return {k[0] for k in insert_ignoring_duplicates(session, table, rows, key=["event_id"])}
@@ -70,9 +104,16 @@ def sites(session: Session, model_name: str) -> list[str]:
 
 
 def window(
-    session: Session, *, model_name: str, site: str, after_id: int, size: int
+    session: Session,
+    *,
+    model_name: str,
+    site: str,
+    after_id: int,
+    size: int,
+    up_to_id: int | None = None,
 ) -> Sequence[PredictionEvent]:
-    """The next ``size`` events of a site after ``after_id``, oldest first."""
+    """The next ``size`` events of a site after ``after_id`` (and at most ``up_to_id``, normally
+    the :func:`committed_watermark`), oldest first."""
     stmt = (
         select(PredictionEvent)
         .where(
@@ -83,4 +124,6 @@ def window(
         .order_by(PredictionEvent.id)
         .limit(size)
     )
+    if up_to_id is not None:
+        stmt = stmt.where(PredictionEvent.id <= up_to_id)
     return session.scalars(stmt).all()

@@ -157,6 +157,7 @@ def compute_next_window(
         site=site,
         after_id=after_id,
         size=settings.monitor_window,
+        up_to_id=events.committed_watermark(session),
     )
     if len(rows) < settings.monitor_window:
         return None
