@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
+from services.metrics.broker import BrokerCollector
 from services.metrics.collector import DatabaseCollector
 from services.metrics.registry import REQUEST_LATENCY, REQUESTS
 
@@ -18,6 +19,10 @@ def _route_template(request: Request) -> str:
     route = request.scope.get("route")
     path = getattr(route, "path", None)
     return str(path) if path else "unmatched"
+
+
+#: Queues whose depth is exported (the worker consumes these).
+QUEUES = ("monitoring",)
 
 
 def install_metrics(app: FastAPI) -> None:
@@ -37,9 +42,15 @@ def install_metrics(app: FastAPI) -> None:
                 REQUESTS.labels(route, request.method, str(status)).inc()
                 REQUEST_LATENCY.labels(route, request.method).observe(time.perf_counter() - start)
 
+    broker: list[BrokerCollector] = []  # built on first scrape: settings live in app.state
+
     @app.get("/metrics", tags=["ops"], summary="Prometheus exposition", include_in_schema=True)
     def metrics() -> Response:
+        state = app.state.radwatch
+        if not broker:
+            broker.append(BrokerCollector(state.settings.resolved_broker_url, QUEUES))
         db_registry = CollectorRegistry(auto_describe=False)
-        db_registry.register(DatabaseCollector(app.state.radwatch.sessions))
+        db_registry.register(DatabaseCollector(state.sessions))
+        db_registry.register(broker[0])
         body = generate_latest(REGISTRY) + generate_latest(db_registry)
         return Response(content=body, media_type=CONTENT_TYPE_LATEST)
