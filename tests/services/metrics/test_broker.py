@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.core.processes import free_port
 from services.metrics.broker import BrokerCollector
+from tests.conftest import REDIS_URL
 
 REDIS_DB = 12  # the machine's shared Redis; this test owns db 12 and flushes it
 
@@ -28,7 +29,7 @@ def scrape(collector: BrokerCollector) -> dict[str, dict[tuple[str, ...], float]
 
 @pytest.fixture
 def redis_url() -> str:
-    url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    url = f"{REDIS_URL}/{REDIS_DB}"
     redis.Redis.from_url(url).flushdb()
     return url
 
