@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Engine, Table, func, select, text
@@ -31,6 +33,36 @@ def hold_ingest_lock(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": INGEST_LOCK_KEY})
 
 
+@dataclass(frozen=True)
+class Watermark:
+    """Events with ``id <= event_id`` or ``created_at < at`` are all committed: no transaction
+    still in flight can add one."""
+
+    event_id: int
+    at: datetime
+
+
+#: SQLite stamps ``created_at`` in Python just before its (single) writer inserts, so a window
+#: that ends this long before the read is complete there.
+SQLITE_GRACE = timedelta(seconds=5)
+
+
+def committed_watermark_at(session: Session) -> Watermark:
+    """See :func:`committed_watermark`; also the time before which every stored event is
+    committed. On PostgreSQL events are stamped with ``clock_timestamp()`` while their
+    transaction holds the shared ingest lock, and the time here is read after the exclusive
+    lock is granted, so an event stamped earlier belongs to a transaction that has ended."""
+    bind: Engine | Connection = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    if engine.dialect.name != "postgresql":
+        top = int(session.scalar(select(func.max(PredictionEvent.id))) or 0)
+        return Watermark(top, datetime.now(UTC) - SQLITE_GRACE)
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": INGEST_LOCK_KEY})
+        top, at = conn.execute(select(func.max(PredictionEvent.id), func.clock_timestamp())).one()
+        return Watermark(int(top or 0), at)
+
+
 def committed_watermark(session: Session) -> int:
     """The largest event id below which no uncommitted event can still appear.
 
@@ -41,13 +73,7 @@ def committed_watermark(session: Session) -> int:
     are larger than the max(id) read under it. Windows only use events up to this watermark.
     SQLite has a single writer, so there the plain max(id) is already safe.
     """
-    bind: Engine | Connection = session.get_bind()
-    engine = bind if isinstance(bind, Engine) else bind.engine
-    if engine.dialect.name != "postgresql":
-        return int(session.scalar(select(func.max(PredictionEvent.id))) or 0)
-    with engine.begin() as conn:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": INGEST_LOCK_KEY})
-        return int(conn.scalar(select(func.max(PredictionEvent.id))) or 0)
+    return committed_watermark_at(session).event_id
 
 
 def insert_ignoring_duplicates(
@@ -88,7 +114,7 @@ def _unnest_insert(session: Session, table: Table, rows: Sequence[Mapping[str, A
     listed = ", ".join(names)
     sql = (
         f"INSERT INTO {table.name} ({listed}, created_at) "
-        f"SELECT u.*, now() FROM unnest({', '.join(casts)}) AS u({listed}) "
+        f"SELECT u.*, clock_timestamp() FROM unnest({', '.join(casts)}) AS u({listed}) "
         "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
     )
     return set(session.execute(text(sql), params).scalars())
@@ -135,23 +161,49 @@ def window(
     session: Session,
     *,
     model_name: str,
-    site: str,
+    site: str | None,
     after_id: int,
     size: int,
     up_to_id: int | None = None,
 ) -> Sequence[PredictionEvent]:
-    """The next ``size`` events of a site after ``after_id`` (and at most ``up_to_id``, normally
-    the :func:`committed_watermark`), oldest first."""
+    """The next ``size`` events of a site (every site when ``None``) after ``after_id`` (and at
+    most ``up_to_id``, normally the :func:`committed_watermark`), oldest first."""
+    stmt = (
+        select(PredictionEvent)
+        .where(PredictionEvent.model_name == model_name, PredictionEvent.id > after_id)
+        .order_by(PredictionEvent.id)
+        .limit(size)
+    )
+    if site is not None:
+        stmt = stmt.where(PredictionEvent.site == site)
+    if up_to_id is not None:
+        stmt = stmt.where(PredictionEvent.id <= up_to_id)
+    return session.scalars(stmt).all()
+
+
+def time_window(
+    session: Session, *, model_name: str, site: str | None, start: datetime, end: datetime
+) -> Sequence[PredictionEvent]:
+    """Events of a site (every site when ``None``) stored in ``[start, end)``, oldest first."""
     stmt = (
         select(PredictionEvent)
         .where(
             PredictionEvent.model_name == model_name,
-            PredictionEvent.site == site,
-            PredictionEvent.id > after_id,
+            PredictionEvent.created_at >= start,
+            PredictionEvent.created_at < end,
         )
         .order_by(PredictionEvent.id)
-        .limit(size)
     )
-    if up_to_id is not None:
-        stmt = stmt.where(PredictionEvent.id <= up_to_id)
+    if site is not None:
+        stmt = stmt.where(PredictionEvent.site == site)
     return session.scalars(stmt).all()
+
+
+def first_stored_at(session: Session, *, model_name: str, site: str | None) -> datetime | None:
+    stmt = select(func.min(PredictionEvent.created_at)).where(
+        PredictionEvent.model_name == model_name
+    )
+    if site is not None:
+        stmt = stmt.where(PredictionEvent.site == site)
+    value: datetime | None = session.scalar(stmt)
+    return value
