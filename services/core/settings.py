@@ -60,6 +60,18 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="Beat period of the monitor tick."
     )
 
+    #: Alert webhooks (``services.alerts.webhooks``). Each attempt's connect, write and read
+    #: wait at most ``webhook_timeout_s``. A failed attempt is retried after
+    #: ``webhook_backoff_s * 3**(n-1)`` seconds, at most ``webhook_backoff_max_s`` (10 s, 30 s,
+    #: 90 s, ... with the defaults), until ``webhook_max_attempts`` attempts have failed.
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=30)
+    webhook_backoff_s: float = Field(default=10.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
+    webhook_interval_s: float = Field(
+        default=5.0, gt=0, description="Beat period of the webhook delivery sweep."
+    )
+
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.environment == "production":
@@ -72,6 +84,8 @@ class Settings(BaseSettings):
                 raise ValueError("RADWATCH_DATABASE_URL must point at PostgreSQL in production.")
         if self.monitor_persistence_k > self.monitor_persistence_m:
             raise ValueError("RADWATCH_MONITOR_PERSISTENCE_K cannot exceed _M.")
+        if self.webhook_backoff_max_s < self.webhook_backoff_s:
+            raise ValueError("RADWATCH_WEBHOOK_BACKOFF_MAX_S cannot be below _BACKOFF_S.")
         return self
 
     @property

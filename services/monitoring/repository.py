@@ -83,11 +83,17 @@ def results(
 
 
 def open_alert(session: Session, *, monitor: str, model_name: str, site: str) -> Alert | None:
+    """The alert that blocks a new one for this key: open *or acknowledged*.
+
+    Acknowledged means someone is working on the problem, so it still counts; only a resolved
+    alert frees the key. The predicate matches the partial unique index
+    ``uq_alerts_one_unresolved``, which enforces the same rule when two workers race.
+    """
     stmt = select(Alert).where(
         Alert.monitor == monitor,
         Alert.model_name == model_name,
         Alert.site == site,
-        Alert.state == AlertState.OPEN,
+        Alert.state != AlertState.RESOLVED,
     )
     return session.scalars(stmt).first()
 
