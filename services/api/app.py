@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
 
+    from services.alerts.endpoints import router as alerts_router
     from services.events.endpoints import router as events_router
     from services.labels.endpoints import router as labels_router
     from services.metrics.endpoints import install_metrics
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(labels_router)
     app.include_router(serving_router)
     app.include_router(monitoring_router)
+    app.include_router(alerts_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and dependency status")
     def healthz() -> dict[str, object]:

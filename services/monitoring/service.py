@@ -272,6 +272,11 @@ def _maybe_open_alert(
         f"Latest window {result.window_index}: {evidence}."
     )
     severity = decision.severity
+    # The same monitor and key never opens a second alert while one is unresolved: an
+    # acknowledged alert still blocks (someone is working on it), only a resolved one frees the
+    # key. ``open_alert`` above and the partial unique index below both apply that rule.
+    from services.alerts import service as alerts
+
     try:
         with session.begin_nested():
             alert = repository.add_alert(
@@ -288,6 +293,8 @@ def _maybe_open_alert(
                     ),
                 ),
             )
+            # Webhook outbox rows in the same transaction: they commit or roll back with it.
+            alerts.alert_opened(session, alert, settings=settings)
     except IntegrityError:
         # Another worker opened it first; the partial unique index kept it to one.
         return None

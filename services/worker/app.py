@@ -5,6 +5,7 @@ a SQLite file, so the embedded demo needs no server. Results are not stored: tas
 outcome to the database, the system of record.
 
 Run a worker with ``radwatch worker`` (or ``celery -A services.worker.app worker -Q monitoring``).
+The webhook deliveries (``alerts.*``) share the monitoring queue, so the same worker sends them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ QUEUE_MONITORING = "monitoring"
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery(
-        "radwatch", broker=settings.resolved_broker_url, include=["services.monitoring.tasks"]
+        "radwatch",
+        broker=settings.resolved_broker_url,
+        include=["services.monitoring.tasks", "services.alerts.tasks"],
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app.conf.update(
@@ -33,7 +36,10 @@ def create_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
         task_default_queue=QUEUE_MONITORING,
-        task_routes={"monitoring.*": {"queue": QUEUE_MONITORING}},
+        task_routes={
+            "monitoring.*": {"queue": QUEUE_MONITORING},
+            "alerts.*": {"queue": QUEUE_MONITORING},
+        },
         beat_schedule_filename=str((settings.data_dir / "celerybeat-schedule").resolve()),
         beat_schedule={
             "monitoring-tick": {
@@ -41,7 +47,14 @@ def create_celery(settings: Settings) -> Celery:
                 "schedule": settings.monitor_interval_s,
                 # A tick that waited longer than two periods is stale; the next one does its work.
                 "options": {"queue": QUEUE_MONITORING, "expires": 2 * settings.monitor_interval_s},
-            }
+            },
+            # The outbox sweep is what guarantees webhook delivery; the task sent after each
+            # alert change only makes it faster. Overlapping sweeps are safe (SKIP LOCKED).
+            "alerts-deliver-webhooks": {
+                "task": "alerts.deliver_webhooks",
+                "schedule": settings.webhook_interval_s,
+                "options": {"queue": QUEUE_MONITORING, "expires": 2 * settings.webhook_interval_s},
+            },
         },
         worker_hijack_root_logger=False,
     )

@@ -1,0 +1,84 @@
+"""Request and response bodies of the alert lifecycle and webhook endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+
+from services.monitoring.schemas import AlertOut
+
+__all__ = ["AlertActionIn", "AlertOut", "WebhookCreate", "WebhookCreated", "WebhookOut"]
+
+#: Longest note on an acknowledgement or resolution, in characters.
+MAX_NOTE = 2000
+
+
+class AlertActionIn(BaseModel):
+    """Optional body of ``POST /v1/alerts/{id}/acknowledge`` and ``/resolve``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(
+        default=None,
+        max_length=MAX_NOTE,
+        description="Free text for the record, e.g. what was found or done. Not sent to webhooks.",
+    )
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: HttpUrl = Field(description="Where events are POSTed; http or https only.")
+    secret: str | None = Field(
+        default=None,
+        min_length=32,
+        max_length=256,
+        description=(
+            "HMAC-SHA256 key for the X-Radwatch-Signature header, at least 32 characters "
+            "(e.g. `openssl rand -hex 32`). Leave it out to have a 256-bit one generated; either "
+            "way it is returned once, in this response, and never again."
+        ),
+    )
+    min_severity: Literal["warning", "critical"] = Field(
+        default="warning",
+        description="`warning` receives warning and critical alerts, `critical` only critical.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, url: HttpUrl) -> HttpUrl:
+        # The URL is listed by GET /v1/webhooks; credentials in it would leak there. Receivers
+        # authenticate radwatch by the signature instead.
+        if url.username or url.password:
+            raise ValueError(
+                "must not contain a user name or password; verify the X-Radwatch-Signature "
+                "header instead"
+            )
+        return url
+
+    @field_validator("secret")
+    @classmethod
+    def _printable_secret(cls, secret: str | None) -> str | None:
+        if secret is not None and (not secret.isprintable() or secret != secret.strip()):
+            raise ValueError("must be printable characters without leading or trailing spaces")
+        return secret
+
+
+class WebhookOut(BaseModel):
+    """A subscription as listed. Never carries the secret."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    url: str
+    active: bool
+    min_severity: str
+    created_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    """The create response: the only time the secret is shown."""
+
+    secret: str = Field(description="Store it now: it is never shown again.")

@@ -1,0 +1,215 @@
+"""Alert lifecycle and webhook subscriptions.
+
+**Lifecycle.** open -> acknowledged -> resolved, or open -> resolved; nothing goes backwards.
+Acknowledging says "someone is on it": the alert keeps blocking a new alert for the same
+(monitor, model, site), so the monitor does not page again for a problem being worked on. Only
+resolving frees that key, and a problem that persists or comes back afterwards opens a new alert.
+Each transition is one conditional UPDATE (``WHERE state IN (...)``), so of two concurrent
+resolves exactly one succeeds and the other gets a 409.
+
+**Outbox.** Every change (opened, acknowledged, resolved) writes one delivery row per matching
+active subscription in the caller's transaction: if the change rolls back, so do its deliveries.
+Services never commit; the edge does, and a worker is nudged after that commit
+(:mod:`services.alerts.dispatch`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from services.alerts import dispatch, repository, webhooks
+from services.auth.service import Principal
+from services.core.errors import ConflictError, NotFoundError
+from services.core.models import (
+    Alert,
+    AlertState,
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookSubscription,
+    utcnow,
+)
+from services.core.settings import Settings
+
+EVENT_OPENED = "alert.opened"
+EVENT_ACKNOWLEDGED = "alert.acknowledged"
+EVENT_RESOLVED = "alert.resolved"
+
+
+# --- alerts -------------------------------------------------------------------------------------
+
+
+def get_alert(session: Session, alert_id: int) -> Alert:
+    alert = repository.get_alert(session, alert_id)
+    if alert is None:
+        raise NotFoundError(
+            f"No alert with id {alert_id}; list alerts with GET /v1/alerts.",
+            details={"alert_id": alert_id},
+        )
+    return alert
+
+
+def alert_opened(session: Session, alert: Alert, *, settings: Settings) -> int:
+    """Outbox hook for a newly added alert (flushed, so it has an id). Returns deliveries written.
+
+    The monitor calls it right after inserting the alert, inside the same transaction."""
+    return _record_event(session, alert, EVENT_OPENED, settings=settings)
+
+
+def acknowledge(
+    session: Session,
+    alert_id: int,
+    *,
+    principal: Principal,
+    note: str | None,
+    settings: Settings,
+    now: datetime | None = None,
+) -> Alert:
+    """open -> acknowledged. 404 for an unknown id, 409 if it is not open."""
+    changed = repository.transition(
+        session,
+        alert_id,
+        from_states=[AlertState.OPEN],
+        values={
+            "state": AlertState.ACKNOWLEDGED,
+            "acknowledged_at": now or utcnow(),
+            "acknowledged_by": principal.name,
+            "acknowledged_by_key_id": principal.key_id,
+            "acknowledged_note": note,
+        },
+    )
+    return _after_transition(session, alert_id, changed, EVENT_ACKNOWLEDGED, settings=settings)
+
+
+def resolve(
+    session: Session,
+    alert_id: int,
+    *,
+    principal: Principal,
+    note: str | None,
+    settings: Settings,
+    now: datetime | None = None,
+) -> Alert:
+    """open or acknowledged -> resolved. 404 for an unknown id, 409 if already resolved."""
+    changed = repository.transition(
+        session,
+        alert_id,
+        from_states=[AlertState.OPEN, AlertState.ACKNOWLEDGED],
+        values={
+            "state": AlertState.RESOLVED,
+            "resolved_at": now or utcnow(),
+            "resolved_by": principal.name,
+            "resolved_by_key_id": principal.key_id,
+            "resolved_note": note,
+        },
+    )
+    return _after_transition(session, alert_id, changed, EVENT_RESOLVED, settings=settings)
+
+
+def _after_transition(
+    session: Session, alert_id: int, changed: bool, event: str, *, settings: Settings
+) -> Alert:
+    # Re-read: the UPDATE bypassed the identity map. After a refused transition, READ COMMITTED
+    # shows the state the winning transaction committed, which the 409 message reports.
+    alert = repository.get_alert(session, alert_id, fresh=True)
+    if alert is None:
+        raise NotFoundError(
+            f"No alert with id {alert_id}; list alerts with GET /v1/alerts.",
+            details={"alert_id": alert_id},
+        )
+    if not changed:
+        raise _conflict(alert, event)
+    _record_event(session, alert, event, settings=settings)
+    return alert
+
+
+def _conflict(alert: Alert, event: str) -> ConflictError:
+    details: dict[str, Any] = {"alert_id": alert.id, "state": str(alert.state)}
+    if alert.state == AlertState.RESOLVED:
+        action = "acknowledged" if event == EVENT_ACKNOWLEDGED else "resolved again"
+        return ConflictError(
+            f"Alert {alert.id} was already resolved by {alert.resolved_by} at "
+            f"{webhooks.iso_utc(alert.resolved_at)}; a resolved alert cannot be {action}. If the "
+            "problem is back, the monitor opens a new alert.",
+            details=details,
+        )
+    # Only "acknowledge an acknowledged alert" is left.
+    return ConflictError(
+        f"Alert {alert.id} was already acknowledged by {alert.acknowledged_by} at "
+        f"{webhooks.iso_utc(alert.acknowledged_at)}; resolve it with "
+        f"POST /v1/alerts/{alert.id}/resolve when the problem is fixed.",
+        details=details,
+    )
+
+
+def _record_event(session: Session, alert: Alert, event: str, *, settings: Settings) -> int:
+    """Write the outbox rows of one alert event and nudge a worker after the commit."""
+    targets = repository.receivers(session, alert.severity)
+    if not targets:
+        return 0
+    body = webhooks.payload(event, alert)
+    now = utcnow()
+    repository.add_deliveries(
+        session,
+        [
+            WebhookDelivery(
+                subscription_id=sub.id,
+                alert_id=alert.id,
+                event=event,
+                payload=body,
+                status=DeliveryStatus.PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+            for sub in targets
+        ],
+    )
+    dispatch.deliver_after_commit(session, settings)
+    return len(targets)
+
+
+# --- subscriptions ------------------------------------------------------------------------------
+
+
+def new_secret() -> str:
+    """A 256-bit signing secret, hex-encoded."""
+    return f"whsec_{secrets.token_hex(32)}"
+
+
+def create_subscription(
+    session: Session, *, url: str, secret: str | None, min_severity: str
+) -> WebhookSubscription:
+    """Store a subscription. The returned object carries the secret, to be shown once."""
+    return repository.add_subscription(
+        session,
+        WebhookSubscription(
+            url=url, secret=secret or new_secret(), active=True, min_severity=min_severity
+        ),
+    )
+
+
+def list_subscriptions(
+    session: Session, *, include_inactive: bool = False
+) -> Sequence[WebhookSubscription]:
+    return repository.subscriptions(session, include_inactive=include_inactive)
+
+
+def deactivate_subscription(session: Session, subscription_id: int) -> WebhookSubscription:
+    """Stop sending to a subscription and drop its pending deliveries (marked failed, with the
+    reason). Idempotent. The row is kept so past deliveries still name their subscription."""
+    sub = repository.get_subscription(session, subscription_id)
+    if sub is None:
+        raise NotFoundError(
+            f"No webhook subscription with id {subscription_id}; list them with GET /v1/webhooks.",
+            details={"subscription_id": subscription_id},
+        )
+    if sub.active:
+        sub.active = False
+        session.flush()
+        repository.cancel_pending(session, subscription_id, reason="unsubscribed")
+    return sub
