@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from services.events.endpoints import router as events_router
     from services.labels.endpoints import router as labels_router
     from services.metrics.endpoints import install_metrics
+    from services.monitoring.config_endpoints import router as monitors_router
     from services.monitoring.endpoints import router as monitoring_router
     from services.serving.endpoints import router as serving_router
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(labels_router)
     app.include_router(serving_router)
     app.include_router(monitoring_router)
+    app.include_router(monitors_router)
     app.include_router(alerts_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and dependency status")

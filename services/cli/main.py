@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from services.cli import monitor as monitor_cli
+from services.cli import monitors as monitors_cli
 from services.core.errors import RadwatchError
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(monitor_cli.app, name="monitor")
+app.add_typer(monitors_cli.app, name="monitors")
 
 err = Console(stderr=True)
 
@@ -181,6 +183,7 @@ def deploy(
                 model_name=name,
                 version=v,
                 operating_threshold=threshold,
+                settings=settings,
             )
     except RadwatchError as exc:
         _fail(exc)

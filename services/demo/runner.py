@@ -124,6 +124,7 @@ def run_story(settings: Settings, opts: DemoOptions, console: Console) -> dict[s
                 repository_dir=settings.triton_repository,
                 model_name=registered.name,
                 version=registered.version,
+                settings=settings,
             )
         triton_version = triton.server_version()
 

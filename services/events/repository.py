@@ -199,10 +199,16 @@ def time_window(
     return session.scalars(stmt).all()
 
 
-def first_stored_at(session: Session, *, model_name: str, site: str | None) -> datetime | None:
+def first_stored_at(
+    session: Session, *, model_name: str, site: str | None, at_or_after: datetime | None = None
+) -> datetime | None:
+    """When the earliest event of a site (every site when ``None``) was stored, optionally
+    only among events stored at or after ``at_or_after``."""
     stmt = select(func.min(PredictionEvent.created_at)).where(
         PredictionEvent.model_name == model_name
     )
+    if at_or_after is not None:
+        stmt = stmt.where(PredictionEvent.created_at >= at_or_after)
     if site is not None:
         stmt = stmt.where(PredictionEvent.site == site)
     value: datetime | None = session.scalar(stmt)

@@ -64,3 +64,31 @@ def labelled_events(
     if limit is not None:
         stmt = stmt.limit(limit)
     return [(event, bool(label)) for event, label in session.execute(stmt).all()]
+
+
+def labels_for_events(
+    session: Session, study_pids: Sequence[str], *, finding: str
+) -> dict[str, bool]:
+    """The effective label of ``finding`` (latest ``reported_at``) for each of these studies
+    that has one."""
+    if not study_pids:
+        return {}
+    ranked = (
+        select(
+            GroundTruthLabel.study_pid,
+            GroundTruthLabel.label,
+            func.row_number()
+            .over(
+                partition_by=GroundTruthLabel.study_pid,
+                order_by=(GroundTruthLabel.reported_at.desc(), GroundTruthLabel.id.desc()),
+            )
+            .label("rank"),
+        )
+        .where(
+            GroundTruthLabel.finding == finding,
+            GroundTruthLabel.study_pid.in_(sorted(set(study_pids))),
+        )
+        .subquery()
+    )
+    rows = session.execute(select(ranked.c.study_pid, ranked.c.label).where(ranked.c.rank == 1))
+    return {pid: bool(label) for pid, label in rows}

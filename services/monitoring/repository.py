@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.core.models import Alert, AlertState, MonitorResult
+from services.core.models import Alert, AlertState, Monitor, MonitorResult
 
 
 def last_result(
@@ -80,6 +80,26 @@ def results(
     if site:
         stmt = stmt.where(MonitorResult.site == site)
     return session.scalars(stmt.limit(limit)).all()
+
+
+def results_of(
+    session: Session, *, monitor: Monitor, site: str | None, after_window: int, limit: int
+) -> Sequence[MonitorResult]:
+    """A declared monitor's windows, by site then window index (results are keyed by the
+    monitor's name and model)."""
+    stmt = (
+        select(MonitorResult)
+        .where(
+            MonitorResult.monitor == monitor.name,
+            MonitorResult.model_name == monitor.model_name,
+            MonitorResult.window_index > after_window,
+        )
+        .order_by(MonitorResult.site, MonitorResult.window_index)
+        .limit(limit)
+    )
+    if site is not None:
+        stmt = stmt.where(MonitorResult.site == site)
+    return session.scalars(stmt).all()
 
 
 def open_alert(session: Session, *, monitor: str, model_name: str, site: str) -> Alert | None:

@@ -38,10 +38,13 @@ class MonitorResultOut(BaseModel):
 
     id: int
     monitor: str
+    monitor_id: int | None = None
     model_name: str
     model_version: int
     site: str
     window_index: int
+    window_start: datetime | None = None
+    window_end: datetime | None = None
     first_event_id: int
     last_event_id: int
     n_current: int

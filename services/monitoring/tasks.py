@@ -1,4 +1,5 @@
-"""Celery tasks of the monitoring domain. Thin: they own the transactions and call the service."""
+"""Celery tasks of the monitoring domain. Thin: they own the transactions and call the
+scheduler (see :mod:`services.monitoring.scheduler` for the exactly-once rules)."""
 
 from __future__ import annotations
 
@@ -7,38 +8,51 @@ import logging
 from sqlalchemy.exc import IntegrityError
 
 from services.core.db import session_scope
-from services.core.models import Deployment
-from services.monitoring import service
+from services.core.models import Deployment, Monitor
+from services.monitoring import scheduler
 from services.worker.app import celery_app
 from services.worker.context import get_context
 
 log = logging.getLogger(__name__)
 
+#: Windows one tick computes for one (monitor, site) before moving on, so a backlog on one
+#: monitor cannot starve the others; the next tick continues.
+MAX_WINDOWS_PER_TARGET = 50
+
 
 @celery_app.task(name="monitoring.tick")
 def tick() -> int:
-    """Compute every complete window that is waiting, one transaction per window."""
+    """Compute every due window of every active monitor, one transaction per window."""
     ctx = get_context()
     with session_scope(ctx.sessions) as session:
-        targets = service.due_targets(session)
+        targets = scheduler.due_targets(session)
     computed = 0
-    for deployment_id, site in targets:
-        while True:
+    for target in targets:
+        for _ in range(MAX_WINDOWS_PER_TARGET):
             try:
                 with session_scope(ctx.sessions) as session:
-                    deployment = session.get(Deployment, deployment_id)
-                    if deployment is None:
+                    monitor = session.get(Monitor, target.monitor_id)
+                    deployment = session.get(Deployment, target.deployment_id)
+                    if monitor is None or deployment is None or not monitor.active:
                         break
                     profile = ctx.profile(deployment.model_name, deployment.model_version)
-                    result = service.compute_next_window(
+                    result = scheduler.compute_next_window(
                         session,
                         settings=ctx.settings,
+                        monitor=monitor,
                         deployment=deployment,
                         profile=profile,
-                        site=site,
+                        site=target.site,
                     )
             except IntegrityError:
-                log.info("window already computed by another worker; skipping site")
+                log.info("window already computed by another worker; skipping")
+                break
+            except Exception:
+                # One broken monitor (a bad spec, a finding the model lacks) must not stop the
+                # others; its window stays due and is retried on the next tick.
+                log.exception(
+                    "monitor %s site %s failed; will retry", target.monitor_id, target.site
+                )
                 break
             if result is None:
                 break

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from pipelines.export_triton import export_model
 from services.core.errors import ModelNotLoadedError, UnknownModelError
 from services.core.models import Deployment
+from services.core.settings import Settings
 from services.registry.mlflow_registry import MlflowRegistry
 from services.serving import repository
 from services.serving.client import TritonClient
@@ -79,8 +80,12 @@ def deploy_version(
     model_name: str,
     version: int,
     operating_threshold: float = 0.5,
+    settings: Settings | None = None,
 ) -> Deployment:
     """Export a registered version to the Triton repository, load it, and make it champion.
+
+    With ``settings``, a model deployed for the first time also gets the default acquisition
+    drift monitor (window, alpha and persistence from the settings) unless it has monitors.
 
     Triton loads the model before the deployment row changes, so a failed load leaves the
     previous champion serving and recorded.
@@ -94,7 +99,7 @@ def deploy_version(
             f"Triton loaded '{model_name}' but version {version} is not ready; check the "
             "server log and the config's version_policy."
         )
-    return deploy_champion(
+    deployment = deploy_champion(
         session,
         model_name=model_name,
         model_version=version,
@@ -103,3 +108,8 @@ def deploy_version(
         operating_threshold=operating_threshold,
         embedding_dim=model.embedding_dim,
     )
+    if settings is not None:
+        from services.monitoring.config import ensure_default_drift
+
+        ensure_default_drift(session, model_name=model_name, settings=settings)
+    return deployment

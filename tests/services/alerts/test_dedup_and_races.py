@@ -22,7 +22,9 @@ from services.core.errors import ConflictError
 from services.core.models import Alert, AlertState, MonitorResult, Role, WebhookDelivery
 from services.core.settings import Settings
 from services.monitoring import repository as monitoring_repository
-from services.monitoring import service as monitoring
+from services.monitoring.alerting import open_alert_if_due
+from services.monitoring.config import DEFAULT_DRIFT
+from services.monitoring.specs import DriftSpec
 from tests.services.alerts.conftest import seed_alert
 
 ALICE = Principal(key_id=1, name="alice", role=Role.MLOPS_ENGINEER)
@@ -31,7 +33,7 @@ BOB = Principal(key_id=2, name="bob", role=Role.CLINICAL_SAFETY_OFFICER)
 
 def _drifted_window(session: Session, index: int) -> MonitorResult:
     result = MonitorResult(
-        monitor=monitoring.MONITOR,
+        monitor=DEFAULT_DRIFT,
         model_name="m",
         model_version=1,
         site="south",
@@ -54,7 +56,7 @@ def _window(sessions: sessionmaker[Session], settings: Settings, index: int) -> 
     """Store one drifted window and run the monitor's alert decision on it, as the worker does."""
     with session_scope(sessions) as s:
         result = _drifted_window(s, index)
-        alert = monitoring._maybe_open_alert(s, settings=settings, result=result)
+        alert = open_alert_if_due(s, settings=settings, spec=DriftSpec(), result=result)
         return None if alert is None else s.get(Alert, alert.id)
 
 
@@ -78,7 +80,7 @@ def test_acknowledged_alert_blocks_a_new_one_and_resolving_frees_the_key(
     # Blocked by the read check, not only by the index that backs it up.
     with session_scope(sessions) as s:
         blocking = monitoring_repository.open_alert(
-            s, monitor=monitoring.MONITOR, model_name="m", site="south"
+            s, monitor=DEFAULT_DRIFT, model_name="m", site="south"
         )
         assert blocking is not None
         assert blocking.id == first.id
@@ -87,9 +89,7 @@ def test_acknowledged_alert_blocks_a_new_one_and_resolving_frees_the_key(
         service.resolve(s, first.id, principal=BOB, note="fixed", settings=settings)
     with session_scope(sessions) as s:
         assert (
-            monitoring_repository.open_alert(
-                s, monitor=monitoring.MONITOR, model_name="m", site="south"
-            )
+            monitoring_repository.open_alert(s, monitor=DEFAULT_DRIFT, model_name="m", site="south")
             is None
         )
     second = _window(sessions, settings, 4)  # resolved frees the key: the drift is still there

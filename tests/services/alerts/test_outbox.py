@@ -20,6 +20,8 @@ from services.core.db import session_scope
 from services.core.models import Alert, AlertState, DeliveryStatus, Role, WebhookDelivery
 from services.core.processes import free_port
 from services.core.settings import Settings
+from services.monitoring.alerting import open_alert_if_due
+from services.monitoring.specs import DriftSpec
 from tests.services.alerts.conftest import auth, seed_alert
 from tests.services.alerts.test_dedup_and_races import _drifted_window
 
@@ -136,14 +138,13 @@ def test_rolled_back_change_leaves_no_delivery_and_no_nudge(
 def test_opening_an_alert_writes_its_delivery_in_the_monitors_transaction(
     sessions: sessionmaker[Session], settings: Settings
 ) -> None:
-    from services.monitoring import service as monitoring
-
     _subscribe(sessions, "warning")
     with session_scope(sessions) as s:
         _drifted_window(s, 0)
     s = sessions()
     try:
-        alert = monitoring._maybe_open_alert(s, settings=settings, result=_drifted_window(s, 1))
+        window = _drifted_window(s, 1)
+        alert = open_alert_if_due(s, settings=settings, spec=DriftSpec(), result=window)
         assert alert is not None
         assert s.scalar(select(func.count(WebhookDelivery.id))) == 1
         s.rollback()  # e.g. the window's transaction failed after the alert was added
@@ -153,7 +154,8 @@ def test_opening_an_alert_writes_its_delivery_in_the_monitors_transaction(
     with session_scope(sessions) as s:
         assert s.scalar(select(func.count(Alert.id))) == 0
         _drifted_window(s, 1)
-        opened = monitoring._maybe_open_alert(s, settings=settings, result=_drifted_window(s, 2))
+        window = _drifted_window(s, 2)
+        opened = open_alert_if_due(s, settings=settings, spec=DriftSpec(), result=window)
         assert opened is not None
         opened_id = opened.id
     rows = _deliveries(sessions)

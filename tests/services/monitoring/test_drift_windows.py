@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipelines.contract import EMBEDDING_DIM, FINDINGS
 from pipelines.profile import ReferenceProfile
 from services.core.db import session_scope
-from services.core.models import Alert, Deployment, MonitorResult, PredictionEvent
+from services.core.models import Alert, Deployment, Monitor, MonitorResult, PredictionEvent
 from services.core.settings import Settings
-from services.monitoring import service
+from services.monitoring import config, drift, scheduler
 from services.serving.service import deploy_champion
 
 SITES = ("north", "south")
@@ -89,16 +89,27 @@ def deployment(sessions: sessionmaker[Session]) -> int:
 
 
 def _run_all(sessions: sessionmaker[Session], settings: Settings, profile: ReferenceProfile) -> int:
+    """The default drift monitor a deployment gets (window and policy from ``settings``), run
+    until no window is due."""
+    with session_scope(sessions) as s:
+        config.ensure_default_drift(s, model_name="m", settings=settings)
     computed = 0
     with session_scope(sessions) as s:
-        targets = service.due_targets(s)
-    for dep_id, site in targets:
+        targets = scheduler.due_targets(s)
+    for t in targets:
         while True:
             with session_scope(sessions) as s:
-                dep = s.get(Deployment, dep_id)
+                monitor = s.get(Monitor, t.monitor_id)
+                dep = s.get(Deployment, t.deployment_id)
+                assert monitor is not None
                 assert dep is not None
-                r = service.compute_next_window(
-                    s, settings=settings, deployment=dep, profile=profile, site=site
+                r = scheduler.compute_next_window(
+                    s,
+                    settings=settings,
+                    monitor=monitor,
+                    deployment=dep,
+                    profile=profile,
+                    site=t.site,
                 )
             if r is None:
                 break
@@ -147,10 +158,10 @@ def test_vendor_switch_alerts_once_on_that_site(sessions, settings, deployment) 
 
 
 def test_permutation_count_lets_mmd_reach_corrected_significance(settings) -> None:  # type: ignore[no-untyped-def]
-    columns = [*service.CATEGORICAL, *service.NUMERIC]
-    cfg = service.drift_config(settings, columns, seed=0)
-    per_test_level = settings.monitor_alpha / (len(columns) + 1)
-    assert 1 / (cfg.n_permutations + 1) <= per_test_level / 2
+    n_tests = len(drift.CATEGORICAL) + len(drift.NUMERIC) + 1
+    per_test_level = settings.monitor_alpha / n_tests
+    needed = drift.permutations_needed(n_tests, settings.monitor_alpha)
+    assert 1 / (needed + 1) <= per_test_level / 2
 
 
 def test_embedding_shift_alone_is_detected(sessions, settings, deployment) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,115 @@
+"""Turning a monitor's windows into alerts: the declared policy decides, one unresolved alert per
+(monitor, model, site) at most, outbox rows for webhooks in the same transaction."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from monitors.policy import WindowOutcome
+from services.core.models import Alert, MonitorResult
+from services.events import repository as events
+from services.monitoring import repository
+from services.monitoring.specs import GLOBAL_SITE, DriftSpec, MonitorSpec
+
+log = logging.getLogger(__name__)
+
+
+def drift_evidence(details: dict[str, Any]) -> list[str]:
+    """Human-readable evidence, strongest first: the embedding test, then up to 4 columns."""
+    parts = [
+        f"embedding {name} p={m['p_value']:.2g}"
+        for name, m in details.get("multivariate", {}).items()
+        if m.get("drift")
+    ]
+    drifted = sorted(
+        ((name, c) for name, c in details.get("columns", {}).items() if c.get("drift")),
+        key=lambda item: item[1]["p_value"],
+    )
+    for name, c in drifted[:4]:
+        new = c.get("details", {}).get("new_categories")
+        extra = f" (new: {', '.join(map(str, new))})" if new else ""
+        parts.append(f"{name} {c['test']} p={c['p_value']:.2g}{extra}")
+    return parts
+
+
+def _detail(spec: MonitorSpec, result: MonitorResult, significant: int, considered: int) -> str:
+    where = "all sites" if result.site == GLOBAL_SITE else f"site '{result.site}'"
+    head = (
+        f"{significant} of the last {considered} windows of {result.n_current} studies "
+        f"significant. Latest window {result.window_index}"
+    )
+    if isinstance(spec, DriftSpec):
+        evidence = "; ".join(drift_evidence(result.details)) or "drift flagged"
+        return f"Acquisition drift at {where}: {head}: {evidence}."
+    d = result.details
+    how = "estimated without labels" if spec.kind == "estimate" else "on labelled studies"
+    return (
+        f"{spec.metric} of '{spec.finding}' below {d['floor']:.3f} (baseline {d['baseline']:.3f} "
+        f"- margin {spec.margin}) at {where}, {how}: {head}: {spec.metric} "
+        f"{result.statistic:.3f}, p={result.p_value:.2g}."
+    )
+
+
+def open_alert_if_due(
+    session: Session, *, settings: Any, spec: MonitorSpec, result: MonitorResult
+) -> Alert | None:
+    """Open an alert when the monitor's policy fires on its recent windows and none is unresolved
+    for this (monitor, model, site)."""
+    if not result.drift:
+        return None
+    policy = spec.policy.policy()
+    recent = repository.recent_results(
+        session,
+        monitor=result.monitor,
+        model_name=result.model_name,
+        site=result.site,
+        limit=policy.persistence_m,
+    )
+    # A window's significance was decided when it was computed (multiplicity-corrected for
+    # drift, by the interval for performance); the policy counts those decisions.
+    history = [
+        WindowOutcome(p_value=0.0 if r.drift else 1.0, label=f"window {r.window_index}")
+        for r in reversed(recent)
+    ]
+    decision = policy.evaluate(history)
+    if not decision.fire:
+        return None
+    if repository.open_alert(
+        session, monitor=result.monitor, model_name=result.model_name, site=result.site
+    ):
+        return None
+    from services.alerts import service as alerts
+
+    try:
+        with session.begin_nested():
+            alert = repository.add_alert(
+                session,
+                Alert(
+                    monitor=result.monitor,
+                    model_name=result.model_name,
+                    site=result.site,
+                    severity=decision.severity,
+                    detail=_detail(spec, result, decision.significant, decision.considered),
+                    result_id=result.id,
+                    opened_after_predictions=events.count(
+                        session, model_name=result.model_name, up_to_id=result.last_event_id
+                    ),
+                ),
+            )
+            # Webhook outbox rows in the same transaction: they commit or roll back with it.
+            alerts.alert_opened(session, alert, settings=settings)
+    except IntegrityError:
+        # Another worker opened it first; the partial unique index kept it to one.
+        return None
+    log.info(
+        "alert opened: monitor=%s model=%s site=%s severity=%s",
+        result.monitor,
+        result.model_name,
+        result.site,
+        decision.severity,
+    )
+    return alert
