@@ -25,7 +25,10 @@ def main() -> None:
         action="store_true",
         help="calibration: re-run only the online part, keep the last false-alarm rates",
     )
-    parser.add_argument("--power-trials", type=int, default=20, help="trials per power cell")
+    parser.add_argument("--power-trials", type=int, default=50, help="trials per power cell")
+    parser.add_argument(
+        "--far-trials", type=int, default=200, help="no-shift trials per n (the FAR gate)"
+    )
     parser.add_argument("--trials", type=int, default=500, help="no-shift trials per test and n")
     parser.add_argument(
         "--permutations",
@@ -54,7 +57,7 @@ def main() -> None:
         elif name == "power":
             from benchmarks.drift import power
 
-            payload = power.run(trials=args.power_trials)
+            payload = power.run(trials=args.power_trials, far_trials=args.far_trials)
         else:
             parser.error(f"unknown benchmark {name!r}")
         path = write_result(name, {**payload, "wall_seconds": time.perf_counter() - start})
