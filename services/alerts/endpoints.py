@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 
 from services.alerts import service
 from services.alerts.schemas import (
+    MAX_ID,
     AlertActionIn,
     AlertOut,
     WebhookCreate,
@@ -20,6 +21,9 @@ from services.auth.service import Principal
 from services.core.models import Role
 
 router = APIRouter(tags=["alerts"])
+
+AlertId = Annotated[int, Path(ge=1, le=MAX_ID, description="The alert's id.")]
+SubscriptionId = Annotated[int, Path(ge=1, le=MAX_ID, description="The subscription's id.")]
 
 #: Who may acknowledge and resolve: the people who act on alerts. Auditors only read.
 Responder = Annotated[
@@ -46,7 +50,7 @@ _TRANSITION: Responses = {
     responses={**_NOT_FOUND, **COMMON_RESPONSES},
     dependencies=[Depends(require_roles(*ANY_ROLE))],
 )
-def get_alert(alert_id: int, session: SessionDep) -> AlertOut:
+def get_alert(alert_id: AlertId, session: SessionDep) -> AlertOut:
     return AlertOut.model_validate(service.get_alert(session, alert_id))
 
 
@@ -62,7 +66,7 @@ def get_alert(alert_id: int, session: SessionDep) -> AlertOut:
     responses=_TRANSITION,
 )
 def acknowledge_alert(
-    alert_id: int,
+    alert_id: AlertId,
     principal: Responder,
     session: SessionDep,
     state: StateDep,
@@ -90,7 +94,7 @@ def acknowledge_alert(
     responses=_TRANSITION,
 )
 def resolve_alert(
-    alert_id: int,
+    alert_id: AlertId,
     principal: Responder,
     session: SessionDep,
     state: StateDep,
@@ -158,5 +162,7 @@ def list_webhooks(
         **COMMON_RESPONSES,
     },
 )
-def deactivate_webhook(subscription_id: int, _: Operator, session: SessionDep) -> WebhookOut:
+def deactivate_webhook(
+    subscription_id: SubscriptionId, _: Operator, session: SessionDep
+) -> WebhookOut:
     return WebhookOut.model_validate(service.deactivate_subscription(session, subscription_id))

@@ -13,6 +13,13 @@ __all__ = ["AlertActionIn", "AlertOut", "WebhookCreate", "WebhookCreated", "Webh
 
 #: Longest note on an acknowledgement or resolution, in characters.
 MAX_NOTE = 2000
+#: Longest webhook URL: the column's length (``HttpUrl`` alone allows 2,083).
+MAX_URL = 2048
+#: Largest id a path may name: ids are BIGINT, and a larger number would fail in the database.
+MAX_ID = 2**63 - 1
+#: Control characters a note may not hold. PostgreSQL text cannot store NUL at all; the others
+#: have no business in a note. Tab and line breaks are fine.
+_CONTROL = {chr(c) for c in range(32)} - {"\t", "\n", "\r"}
 
 
 class AlertActionIn(BaseModel):
@@ -25,6 +32,13 @@ class AlertActionIn(BaseModel):
         max_length=MAX_NOTE,
         description="Free text for the record, e.g. what was found or done. Not sent to webhooks.",
     )
+
+    @field_validator("note")
+    @classmethod
+    def _no_control_characters(cls, note: str | None) -> str | None:
+        if note is not None and any(ch in _CONTROL for ch in note):
+            raise ValueError("must not contain control characters other than tab and line breaks")
+        return note
 
 
 class WebhookCreate(BaseModel):
@@ -49,6 +63,8 @@ class WebhookCreate(BaseModel):
     @field_validator("url")
     @classmethod
     def _no_credentials(cls, url: HttpUrl) -> HttpUrl:
+        if len(str(url)) > MAX_URL:
+            raise ValueError(f"must be at most {MAX_URL} characters")
         # The URL is listed by GET /v1/webhooks; credentials in it would leak there. Receivers
         # authenticate radwatch by the signature instead.
         if url.username or url.password:

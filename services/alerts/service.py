@@ -127,20 +127,26 @@ def _after_transition(
     return alert
 
 
+def _by_at(who: str | None, when: datetime | None) -> str:
+    """The 'by NAME at TIME' part of a message, without what was not recorded (alerts resolved
+    before migration 0003 have no name or time)."""
+    return (f" by {who}" if who else "") + (f" at {webhooks.iso_utc(when)}" if when else "")
+
+
 def _conflict(alert: Alert, event: str) -> ConflictError:
     details: dict[str, Any] = {"alert_id": alert.id, "state": str(alert.state)}
     if alert.state == AlertState.RESOLVED:
         action = "acknowledged" if event == EVENT_ACKNOWLEDGED else "resolved again"
         return ConflictError(
-            f"Alert {alert.id} was already resolved by {alert.resolved_by} at "
-            f"{webhooks.iso_utc(alert.resolved_at)}; a resolved alert cannot be {action}. If the "
-            "problem is back, the monitor opens a new alert.",
+            f"Alert {alert.id} was already resolved{_by_at(alert.resolved_by, alert.resolved_at)}"
+            f"; a resolved alert cannot be {action}. If the problem is back, the monitor opens a "
+            "new alert.",
             details=details,
         )
     # Only "acknowledge an acknowledged alert" is left.
     return ConflictError(
-        f"Alert {alert.id} was already acknowledged by {alert.acknowledged_by} at "
-        f"{webhooks.iso_utc(alert.acknowledged_at)}; resolve it with "
+        f"Alert {alert.id} was already acknowledged"
+        f"{_by_at(alert.acknowledged_by, alert.acknowledged_at)}; resolve it with "
         f"POST /v1/alerts/{alert.id}/resolve when the problem is fixed.",
         details=details,
     )

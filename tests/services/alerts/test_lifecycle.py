@@ -151,3 +151,37 @@ def test_list_filters_by_the_new_states(
     for state, site in (("open", "north"), ("acknowledged", "south"), ("resolved", "east")):
         listed = api.get("/v1/alerts", params={"state": state}, headers=headers).json()
         assert [a["site"] for a in listed] == [site]
+
+
+def test_input_the_database_cannot_store_is_a_4xx_not_a_500(
+    api: TestClient, sessions: sessionmaker[Session], keys: dict[str, str]
+) -> None:
+    alert_id = seed_alert(sessions)
+    headers = auth(keys, ENGINEER)
+    nul = api.post(f"/v1/alerts/{alert_id}/acknowledge", json={"note": "a\u0000b"}, headers=headers)
+    assert nul.status_code == 422
+    assert "control characters" in nul.json()["error"]["message"]
+    beyond_bigint = "99999999999999999999"
+    for resp in (
+        api.get(f"/v1/alerts/{beyond_bigint}", headers=headers),
+        api.post(f"/v1/alerts/{beyond_bigint}/resolve", headers=headers),
+        api.get("/v1/alerts/0", headers=headers),
+    ):
+        assert resp.status_code == 422
+        assert "alert_id" in resp.json()["error"]["message"]
+    multiline = api.post(
+        f"/v1/alerts/{alert_id}/acknowledge", json={"note": "line 1\n\tline 2"}, headers=headers
+    )
+    assert multiline.status_code == 200
+    assert multiline.json()["acknowledged_note"] == "line 1\n\tline 2"
+
+
+def test_conflict_message_for_an_alert_resolved_before_lifecycle_fields_existed(
+    api: TestClient, sessions: sessionmaker[Session], keys: dict[str, str]
+) -> None:
+    alert_id = seed_alert(sessions, state=AlertState.RESOLVED)  # no resolved_by/_at recorded
+    resp = api.post(f"/v1/alerts/{alert_id}/resolve", headers=auth(keys, ENGINEER))
+    assert resp.status_code == 409
+    message = resp.json()["error"]["message"]
+    assert message.startswith(f"Alert {alert_id} was already resolved; a resolved alert")
+    assert "None" not in message

@@ -78,6 +78,7 @@ def test_own_secret_and_severity_are_kept(
         ({"url": "file:///etc/passwd"}, "url"),
         ({"url": "not a url"}, "url"),
         ({"url": "https://user:pw@example.org/x"}, "url"),
+        ({"url": "https://example.org/" + "a" * 2040}, "url"),
         ({"url": "https://example.org/x", "secret": "short"}, "secret"),
         ({"url": "https://example.org/x", "secret": " " + "a" * 40}, "secret"),
         ({"url": "https://example.org/x", "min_severity": "info"}, "min_severity"),
@@ -124,6 +125,7 @@ def test_delete_deactivates_and_is_idempotent(api: TestClient, keys: dict[str, s
     assert api.get("/v1/webhooks", headers=headers).json() == []
     everything = api.get("/v1/webhooks", params={"include_inactive": True}, headers=headers)
     assert [(w["id"], w["active"]) for w in everything.json()] == [(sub["id"], False)]
+    assert api.delete("/v1/webhooks/99999999999999999999", headers=headers).status_code == 422
     missing = api.delete("/v1/webhooks/424242", headers=headers)
     assert missing.status_code == 404
     assert "No webhook subscription with id 424242" in missing.json()["error"]["message"]
