@@ -13,7 +13,7 @@ from monitors.policy import WindowOutcome
 from services.core.models import Alert, MonitorResult
 from services.events import repository as events
 from services.monitoring import repository
-from services.monitoring.specs import GLOBAL_SITE, DriftSpec, MonitorSpec
+from services.monitoring.specs import GLOBAL_SITE, DriftSpec, FairnessSpec, MonitorSpec
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,13 @@ def _detail(spec: MonitorSpec, result: MonitorResult, significant: int, consider
         evidence = "; ".join(drift_evidence(result.details)) or "drift flagged"
         return f"Acquisition drift at {where}: {head}: {evidence}."
     d = result.details
+    if isinstance(spec, FairnessSpec):
+        w = d.get("worst") or {}
+        return (
+            f"Subgroup gap in {spec.metric} of '{spec.finding}' at {where}: group "
+            f"{w.get('group')} trails the rest by {result.statistic:.3f} "
+            f"(tolerated {spec.max_gap}), p={result.p_value:.2g}: {head}."
+        )
     how = "estimated without labels" if spec.kind == "estimate" else "on labelled studies"
     return (
         f"{spec.metric} of '{spec.finding}' below {d['floor']:.3f} (baseline {d['baseline']:.3f} "

@@ -43,7 +43,7 @@ def parse_spec(raw: Any) -> MonitorSpec:
     return spec
 
 
-_KINDS = ("drift", "performance", "estimate")
+_KINDS = ("drift", "performance", "estimate", "fairness")
 
 
 def _without_tag(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:

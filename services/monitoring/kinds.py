@@ -17,6 +17,7 @@ from scipy import stats
 
 from monitors.drift.report import DriftConfig, run_drift
 from monitors.estimate import estimate_performance
+from monitors.fairness import subgroup_report
 from monitors.performance import evaluate_performance
 from monitors.performance.types import MetricCI
 from pipelines.profile import ReferenceProfile
@@ -29,6 +30,7 @@ from services.monitoring.specs import (
     GLOBAL_SITE,
     DriftSpec,
     EstimateSpec,
+    FairnessSpec,
     PerformanceSpec,
 )
 
@@ -198,3 +200,73 @@ def evaluate_estimate(
     }
     value = metric.value if metric.value is not None else float("nan")
     return WindowEvaluation(value, p, significant, len(profile), details)
+
+
+def age_band(age: float | None) -> str:
+    if age is None:
+        return "unknown"
+    if age < 40:
+        return "<40"
+    if age < 60:
+        return "40-59"
+    if age < 80:
+        return "60-79"
+    return "80+"
+
+
+def _attribute(event: PredictionEvent, name: str) -> str:
+    if name == "age_band":
+        return age_band(event.age)
+    value = getattr(event, name)
+    return str(value) if value not in (None, "") else "unknown"
+
+
+def evaluate_fairness(
+    spec: FairnessSpec,
+    labelled: Sequence[tuple[PredictionEvent, bool]],
+    *,
+    threshold: float,
+    n_reference: int,
+    seed: int,
+) -> WindowEvaluation:
+    """Subgroup report of one finding on the labelled events of a window; significant when the
+    worst group trails the rest by more than ``max_gap`` with (1 - alpha) confidence."""
+    y = np.array([label for _, label in labelled], dtype=bool)
+    score = np.array([float(e.scores[spec.finding]) for e, _ in labelled], dtype=np.float64)
+    groups = {
+        name: np.array([_attribute(e, name) for e, _ in labelled], dtype=object)
+        for name in spec.groups
+    }
+    alpha = spec.policy.alpha
+    report = subgroup_report(
+        y,
+        score,
+        threshold,
+        groups,
+        min_n=spec.min_n,
+        n_bootstrap=spec.n_bootstrap,
+        seed=seed,
+        alpha=min(0.5, 2 * alpha),
+    )
+    # "Worse" is lower TPR/AUROC, higher FPR: orient every difference so that negative is worse.
+    sign = -1.0 if spec.metric == "fpr" else 1.0
+    worst_gap, p_value, significant, worst = 0.0, 1.0, False, None
+    for w in report.worst_vs_rest:
+        if w.metric != spec.metric or w.lower is None or w.upper is None:
+            continue
+        diff = sign * w.difference
+        lo, hi = sorted((sign * w.lower, sign * w.upper))
+        ci = MetricCI(value=diff, lower=lo, upper=hi, n=w.n_group, method="bootstrap")
+        p, sig = decay_test(ci, floor=-spec.max_gap, alpha=alpha)
+        if worst is None or p < p_value:
+            worst_gap, p_value, significant, worst = -diff, p, sig, w
+    details = {
+        "finding": spec.finding,
+        "metric": spec.metric,
+        "max_gap": spec.max_gap,
+        "n_labelled": int(y.size),
+        "worst": None if worst is None else worst.to_dict(),
+        "too_small_groups": report.too_small_groups,
+        "report": report.to_dict(),
+    }
+    return WindowEvaluation(worst_gap, p_value, significant, n_reference, details)

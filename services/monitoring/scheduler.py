@@ -40,6 +40,7 @@ from services.monitoring.specs import (
     GLOBAL_SITE,
     DriftSpec,
     EstimateSpec,
+    FairnessSpec,
     MonitorSpec,
     PerformanceSpec,
 )
@@ -105,7 +106,11 @@ def _next_window(
 ) -> _Window | None:
     mark = events.committed_watermark_at(session)
     ready_at = min(now, _aware(mark.at))
-    wait = timedelta(seconds=spec.label_wait_s) if isinstance(spec, PerformanceSpec) else None
+    wait = (
+        timedelta(seconds=spec.label_wait_s)
+        if isinstance(spec, PerformanceSpec | FairnessSpec)
+        else None
+    )
     index = last.window_index + 1 if last else 0
     after_id = last.last_event_id if last else 0
     scope = None if site == GLOBAL_SITE else site
@@ -174,14 +179,10 @@ def _evaluate(
             return _skipped(f"{len(rows)} events in the window; drift needs 20", len(profile))
         return kinds.evaluate_drift(spec, rows, profile, site=site, seed=window.index)
     threshold = spec.threshold if spec.threshold is not None else deployment.operating_threshold
-    baseline = (
-        spec.baseline
-        if spec.baseline is not None
-        else kinds.reference_baseline(profile, spec.finding, spec.metric, threshold)
-    )
     if isinstance(spec, EstimateSpec):
         if len(rows) < 20:
             return _skipped(f"{len(rows)} events in the window; needs 20", len(profile))
+        baseline = _baseline(spec, profile, threshold)
         return kinds.evaluate_estimate(
             spec, rows, profile, threshold=threshold, baseline=baseline, seed=window.index
         )
@@ -194,9 +195,25 @@ def _evaluate(
             f"{spec.min_labelled} with both classes"
         )
         return _skipped(reason, len(profile))
+    if isinstance(spec, FairnessSpec):
+        return kinds.evaluate_fairness(
+            spec, labelled, threshold=threshold, n_reference=len(profile), seed=window.index
+        )
     return kinds.evaluate_labelled(
-        spec, labelled, threshold=threshold, baseline=baseline, n_reference=len(profile)
+        spec,
+        labelled,
+        threshold=threshold,
+        baseline=_baseline(spec, profile, threshold),
+        n_reference=len(profile),
     )
+
+
+def _baseline(
+    spec: PerformanceSpec | EstimateSpec, profile: ReferenceProfile, threshold: float
+) -> float:
+    if spec.baseline is not None:
+        return spec.baseline
+    return kinds.reference_baseline(profile, spec.finding, spec.metric, threshold)
 
 
 def compute_next_window(

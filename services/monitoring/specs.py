@@ -8,7 +8,10 @@ A monitor belongs to one model (by name) and is one of these kinds:
   each window, against a baseline minus a margin (one-sided). A window is evaluated once its
   labels had ``label_wait_s`` to arrive (labels may come weeks late);
 * ``estimate``: the same metric estimated without labels (CBPE, calibrated on the reference),
-  available as soon as the window closes, for the weeks before labels arrive.
+  available as soon as the window closes, for the weeks before labels arrive;
+* ``fairness``: TPR, FPR or AUROC of the worst subgroup (of declared attributes and their
+  intersections) against the rest, on labelled events; significant when the gap exceeds
+  ``max_gap`` with confidence.
 
 Windows are by event **count** (the next ``size`` events of the scope) or by **time**
 (``seconds``-long buckets of the time radwatch stored the event). ``scope`` is ``per_site``
@@ -133,4 +136,41 @@ class EstimateSpec(_Metric):
     kind: Literal["estimate"] = "estimate"
 
 
-MonitorSpec = Annotated[DriftSpec | PerformanceSpec | EstimateSpec, Field(discriminator="kind")]
+#: Attributes a fairness monitor can group by (``age_band`` is derived from the age in years).
+GROUP_ATTRIBUTES = ("sex", "age_band", "race_ethnicity", "site", "manufacturer")
+
+
+class FairnessSpec(_Common):
+    kind: Literal["fairness"] = "fairness"
+    scope: Scope = "global"
+    finding: str = Field(..., pattern=r"^[a-z0-9_]+$", max_length=64)
+    groups: list[str] = Field(
+        default_factory=lambda: ["sex", "age_band"],
+        min_length=1,
+        max_length=3,
+        description=f"Attributes (and their intersections) to compare: {GROUP_ATTRIBUTES}.",
+    )
+    metric: Literal["tpr", "fpr", "auroc"] = "tpr"
+    threshold: float | None = Field(None, gt=0, lt=1)
+    max_gap: float = Field(
+        0.1, gt=0, lt=1, description="Tolerated gap between the worst group and the rest."
+    )
+    min_n: int = Field(30, ge=5, description="Smaller groups are reported as too small.")
+    n_bootstrap: int = Field(500, ge=100, le=5000)
+    label_wait_s: int = Field(14 * 86400, ge=0, le=365 * 86400)
+    min_labelled: int = Field(100, ge=20)
+
+    @model_validator(mode="after")
+    def _known_groups(self) -> FairnessSpec:
+        unknown = sorted(set(self.groups) - set(GROUP_ATTRIBUTES))
+        if unknown:
+            raise ValueError(f"unknown group attributes {unknown}; choose from {GROUP_ATTRIBUTES}")
+        return self
+
+
+#: Kinds evaluated on labelled events only (they wait ``label_wait_s`` for late labels).
+LabelledSpec = PerformanceSpec | FairnessSpec
+
+MonitorSpec = Annotated[
+    DriftSpec | PerformanceSpec | EstimateSpec | FairnessSpec, Field(discriminator="kind")
+]

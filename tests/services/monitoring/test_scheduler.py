@@ -25,6 +25,7 @@ from services.monitoring import config, scheduler
 from services.monitoring.specs import (
     DriftSpec,
     EstimateSpec,
+    FairnessSpec,
     PerformanceSpec,
     PolicySpec,
     WindowSpec,
@@ -315,3 +316,67 @@ def test_estimate_monitor_reports_before_labels(
     assert 0.0 <= r.statistic <= 1.0
     assert r.details["report"]["metrics"]["auroc"]["method"].startswith("cbpe")
     assert r.details["kind"] == "estimate"
+
+
+def _fair_events(
+    sessions: sessionmaker[Session], settings: Settings, n: int, *, degrade_f: bool, seed: int
+) -> None:
+    """Labelled events of both sexes; with ``degrade_f`` the model barely sees effusion in
+    women (their positives score like negatives), the subgroup failure the monitor must catch."""
+    rng = np.random.default_rng(seed)
+    items, labels = [], []
+    for i in range(n):
+        sex = "F" if i % 2 else "M"
+        y = int(rng.random() < 0.4)
+        signal = 0.05 if (degrade_f and sex == "F") else 0.35
+        score = float(np.clip(rng.normal(0.35 + signal * y, 0.1), 0.001, 0.999))
+        items.append(
+            {
+                "event_id": f"fair-{seed}-{i}",
+                "model": "m",
+                "model_version": 1,
+                "metadata": {"study_id": f"fs-{seed}-{i}", "site": "north", "sex": sex, "age": 50},
+                "scores": {f: (score if f == "effusion" else 0.5) for f in FINDINGS},
+                "embedding": [0.0] * EMBEDDING_DIM,
+                "image_stats": {"mean": 0.4, "std": 0.2, "p01": 0.05, "p99": 0.9},
+            }
+        )
+        labels.append(
+            {
+                "study_id": f"fs-{seed}-{i}",
+                "finding": "effusion",
+                "label": bool(y),
+                "source": "report",
+                "reported_at": "2026-11-20T00:00:00+00:00",
+            }
+        )
+    with session_scope(sessions) as s:
+        assert ingest_events(s, settings=settings, items=items).result.stored == n
+        assert ingest_labels(s, settings=settings, items=labels).stored == n
+
+
+@pytest.mark.parametrize("degrade_f", [True, False])
+def test_fairness_monitor_flags_the_worse_subgroup(
+    sessions: Any, settings: Settings, deployment: int, degrade_f: bool
+) -> None:
+    spec = FairnessSpec(
+        finding="effusion",
+        groups=["sex"],
+        metric="tpr",
+        threshold=0.5,
+        max_gap=0.1,
+        window=WindowSpec(size=400),
+        label_wait_s=0,
+        policy=PolicySpec(alpha=0.05),
+    )
+    declare(sessions, "effusion_tpr_gap", spec)
+    _fair_events(sessions, settings, 400, degrade_f=degrade_f, seed=4)
+    assert run_all(sessions, settings) == 1
+    (r,) = results(sessions, "effusion_tpr_gap")
+    assert r.site == "*"
+    worst = r.details["worst"]
+    print(f"degrade_f={degrade_f}: worst {worst['group']} gap {r.statistic:.3f} p={r.p_value:.3g}")
+    assert r.drift is degrade_f
+    if degrade_f:
+        assert worst["group"] == "sex=F"
+        assert r.statistic > 0.3
