@@ -102,7 +102,12 @@ class EventIn(BaseModel):
         ..., min_length=1, max_length=64, description="Probability per finding, each in [0, 1]."
     )
     embedding: list[float] = Field(..., min_length=1, max_length=MAX_EMBEDDING_DIM)
-    image_stats: dict[str, float] = Field(default_factory=dict, max_length=64)
+    image_stats: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Grey-level statistics of the image; the drift monitor reads 'mean', 'std', "
+        "'p01' and 'p99' (a missing one is skipped).",
+    )
 
     @field_validator("scores")
     @classmethod

@@ -22,6 +22,9 @@ from services.core.models import PredictionEvent
 from services.monitoring.specs import DRIFT_CATEGORICAL as CATEGORICAL
 from services.monitoring.specs import DRIFT_NUMERIC as NUMERIC
 
+#: Keys of ``image_stats`` the drift monitor reads (the gateway computes them; producers may).
+IMAGE_STATS = ("mean", "std", "p01", "p99")
+
 
 def event_columns(rows: Sequence[PredictionEvent]) -> dict[str, npt.NDArray[Any]]:
     cols: dict[str, npt.NDArray[Any]] = {
@@ -32,8 +35,12 @@ def event_columns(rows: Sequence[PredictionEvent]) -> dict[str, npt.NDArray[Any]
         "view_position": np.array([r.view_position or "unknown" for r in rows], dtype=object),
         "kvp": np.array([np.nan if r.kvp is None else r.kvp for r in rows], dtype=np.float64),
     }
-    for stat in ("mean", "std", "p01", "p99"):
-        cols[f"img_{stat}"] = np.array([r.image_stats[stat] for r in rows], dtype=np.float64)
+    # Producers that infer elsewhere may send no (or other) image statistics: a missing one is
+    # NaN, and a column with too few recorded values is skipped (see usable_columns).
+    for stat in IMAGE_STATS:
+        cols[f"img_{stat}"] = np.array(
+            [float(r.image_stats.get(stat, np.nan)) for r in rows], dtype=np.float64
+        )
     return cols
 
 

@@ -380,3 +380,29 @@ def test_fairness_monitor_flags_the_worse_subgroup(
     if degrade_f:
         assert worst["group"] == "sex=F"
         assert r.statistic > 0.3
+
+
+def test_events_without_image_stats_still_get_drift_windows(
+    sessions: Any, settings: Settings, deployment: int
+) -> None:
+    """Producers that infer elsewhere may send no image statistics; the window must not fail
+    (it once raised KeyError and stayed stuck), those columns are skipped with a reason."""
+    declare(sessions, "vendor", DRIFT_50)
+    rng = np.random.default_rng(0)
+    items = [
+        {
+            "event_id": f"bare-{i}",
+            "model": "m",
+            "model_version": 1,
+            "metadata": {"study_id": f"b-{i}", "site": "north", "manufacturer": "Acme"},
+            "scores": dict.fromkeys(FINDINGS, 0.5),
+            "embedding": rng.standard_normal(EMBEDDING_DIM).tolist(),
+        }
+        for i in range(50)
+    ]
+    with session_scope(sessions) as s:
+        assert ingest_events(s, settings=settings, items=items).result.stored == 50
+    assert run_all(sessions, settings) == 1
+    (r,) = results(sessions, "vendor")
+    assert "img_mean" in r.details["skipped_columns"]
+    assert "mmd" in r.details["multivariate"]
