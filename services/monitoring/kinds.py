@@ -74,6 +74,7 @@ def evaluate_drift(
         n_permutations=max(500, drift.permutations_needed(max(n_tests, 1), alpha)),
         seed=seed,
         min_samples=min_samples,
+        max_n_embedding=spec.max_embedding_sample,
     )
     embeddings: dict[str, Any] = {}
     if spec.embeddings:

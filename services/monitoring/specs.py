@@ -96,6 +96,13 @@ class DriftSpec(_Common):
         None, description=f"Columns to test (default: all of {', '.join(DRIFT_FEATURES)})."
     )
     embeddings: bool = Field(True, description="Also test the encoder embeddings (MMD).")
+    max_embedding_sample: int = Field(
+        1000,
+        ge=100,
+        le=10_000,
+        description="Embeddings per side in the MMD; larger windows are subsampled at random "
+        "(seeded). The MMD's cost grows with the square of this.",
+    )
 
     @model_validator(mode="after")
     def _known(self) -> DriftSpec:
