@@ -66,3 +66,14 @@ async def read_batch(request: Request, max_upload_mb: float, *, key: str) -> lis
             f"'{key}' has {len(items)} items; send between 1 and {MAX_BATCH} per request."
         )
     return items
+
+
+def refuse_if_nothing_stored(
+    *, received: int, stored: int, duplicates: int, rejected: list[Any], noun: str
+) -> None:
+    """Per-item batches answer 422 when not a single item could be stored (or was already)."""
+    if rejected and not stored and not duplicates:
+        raise ValidationFailedError(
+            f"None of the {received} {noun} was stored. {rejected[0].message}",
+            details={"rejected": [r.model_dump() for r in rejected]},
+        )

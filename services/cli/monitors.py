@@ -139,14 +139,9 @@ def results(
 ) -> None:
     """The monitor's computed windows, oldest first (without details)."""
     from services.monitoring import config, repository
-    from services.monitoring.schemas import MonitorResultOut
+    from services.monitoring.schemas import results_out
 
     with _session() as s:
         monitor = config.get(s, monitor_id)
         rows = repository.results_of(s, monitor=monitor, site=site, after_window=-1, limit=limit)
-        out = []
-        for r in rows:
-            item = MonitorResultOut.model_validate(r)
-            item.details = None
-            out.append(item.model_dump(mode="json"))
-        _print(out)
+        _print([r.model_dump(mode="json") for r in results_out(rows, include_details=False)])

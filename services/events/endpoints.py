@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from pipelines.dicom import read_dicom
-from services.api.bodies import read_batch, too_large
+from services.api.bodies import read_batch, refuse_if_nothing_stored, too_large
 from services.api.deps import SessionDep, StateDep, require_roles
 from services.api.errors import COMMON_RESPONSES, ErrorBody
 from services.core.errors import (
@@ -173,11 +173,13 @@ async def ingest_events(request: Request, state: StateDep, session: SessionDep) 
         ingest.ingest_events, session, settings=state.settings, items=items
     )
     result = done.result
-    if result.rejected and not result.stored and not result.duplicates:
-        raise ValidationFailedError(
-            f"None of the {result.received} events was stored. {result.rejected[0].message}",
-            details={"rejected": [r.model_dump() for r in result.rejected]},
-        )
+    refuse_if_nothing_stored(
+        received=result.received,
+        stored=result.stored,
+        duplicates=len(result.duplicates),
+        rejected=result.rejected,
+        noun="events",
+    )
     for (model_name, site), n in done.stored_per_site.items():
         PREDICTIONS.labels(model=model_name, site=site).inc(n)
     return result

@@ -5,10 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from services.api.bodies import read_batch
+from services.api.bodies import read_batch, refuse_if_nothing_stored
 from services.api.deps import SessionDep, StateDep, require_roles
 from services.api.errors import COMMON_RESPONSES, ErrorBody
-from services.core.errors import ValidationFailedError
 from services.core.models import Role
 from services.labels import service
 from services.labels.schemas import LabelIngestResult
@@ -44,9 +43,11 @@ async def ingest_labels(
     result = await run_in_threadpool(
         service.ingest_labels, session, settings=state.settings, items=items
     )
-    if result.rejected and not result.stored and not result.duplicates:
-        raise ValidationFailedError(
-            f"None of the {result.received} labels was stored. {result.rejected[0].message}",
-            details={"rejected": [r.model_dump() for r in result.rejected]},
-        )
+    refuse_if_nothing_stored(
+        received=result.received,
+        stored=result.stored,
+        duplicates=len(result.duplicates),
+        rejected=result.rejected,
+        noun="labels",
+    )
     return result

@@ -21,6 +21,25 @@ def insert_labels(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[tu
     return insert_ignoring_duplicates(session, table, rows, key=list(KEY))
 
 
+def _latest(finding: str, study_pids: Sequence[str] | None = None) -> Any:
+    """Subquery (study_pid, label) of the effective label per study: the one with the latest
+    ``reported_at`` (ties: the latest received)."""
+    ranked = select(
+        GroundTruthLabel.study_pid,
+        GroundTruthLabel.label,
+        func.row_number()
+        .over(
+            partition_by=GroundTruthLabel.study_pid,
+            order_by=(GroundTruthLabel.reported_at.desc(), GroundTruthLabel.id.desc()),
+        )
+        .label("rank"),
+    ).where(GroundTruthLabel.finding == finding)
+    if study_pids is not None:
+        ranked = ranked.where(GroundTruthLabel.study_pid.in_(sorted(set(study_pids))))
+    sub = ranked.subquery()
+    return select(sub.c.study_pid, sub.c.label).where(sub.c.rank == 1).subquery()
+
+
 def labelled_events(
     session: Session,
     *,
@@ -31,32 +50,15 @@ def labelled_events(
     limit: int | None = None,
 ) -> list[tuple[PredictionEvent, bool]]:
     """Events of ``model_name`` that have a label for ``finding``, oldest first, each with its
-    effective label: the one with the latest ``reported_at`` (ties: the latest received).
+    effective label (see :func:`_latest`).
 
     Labels join by pseudonymised study id whenever they arrived, before or after the event.
     """
-    ranked = (
-        select(
-            GroundTruthLabel.study_pid,
-            GroundTruthLabel.label,
-            func.row_number()
-            .over(
-                partition_by=GroundTruthLabel.study_pid,
-                order_by=(GroundTruthLabel.reported_at.desc(), GroundTruthLabel.id.desc()),
-            )
-            .label("rank"),
-        )
-        .where(GroundTruthLabel.finding == finding)
-        .subquery()
-    )
+    latest = _latest(finding)
     stmt = (
-        select(PredictionEvent, ranked.c.label)
-        .join(ranked, ranked.c.study_pid == PredictionEvent.study_pid)
-        .where(
-            ranked.c.rank == 1,
-            PredictionEvent.model_name == model_name,
-            PredictionEvent.id > after_id,
-        )
+        select(PredictionEvent, latest.c.label)
+        .join(latest, latest.c.study_pid == PredictionEvent.study_pid)
+        .where(PredictionEvent.model_name == model_name, PredictionEvent.id > after_id)
         .order_by(PredictionEvent.id)
     )
     if site is not None:
@@ -69,26 +71,9 @@ def labelled_events(
 def labels_for_events(
     session: Session, study_pids: Sequence[str], *, finding: str
 ) -> dict[str, bool]:
-    """The effective label of ``finding`` (latest ``reported_at``) for each of these studies
-    that has one."""
+    """The effective label of ``finding`` for each of these studies that has one."""
     if not study_pids:
         return {}
-    ranked = (
-        select(
-            GroundTruthLabel.study_pid,
-            GroundTruthLabel.label,
-            func.row_number()
-            .over(
-                partition_by=GroundTruthLabel.study_pid,
-                order_by=(GroundTruthLabel.reported_at.desc(), GroundTruthLabel.id.desc()),
-            )
-            .label("rank"),
-        )
-        .where(
-            GroundTruthLabel.finding == finding,
-            GroundTruthLabel.study_pid.in_(sorted(set(study_pids))),
-        )
-        .subquery()
-    )
-    rows = session.execute(select(ranked.c.study_pid, ranked.c.label).where(ranked.c.rank == 1))
+    latest = _latest(finding, study_pids)
+    rows = session.execute(select(latest.c.study_pid, latest.c.label))
     return {pid: bool(label) for pid, label in rows}

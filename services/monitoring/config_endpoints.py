@@ -14,7 +14,7 @@ from services.monitoring.config_schemas import (
     MonitorOut,
     MonitorUpdate,
 )
-from services.monitoring.schemas import MonitorResultOut
+from services.monitoring.schemas import MonitorResultOut, results_out
 from services.serving import service as serving
 
 router = APIRouter(tags=["monitors"])
@@ -116,10 +116,4 @@ def monitor_results(
     rows = repository.results_of(
         session, monitor=monitor, site=site, after_window=after_window, limit=limit
     )
-    out = []
-    for r in rows:
-        item = MonitorResultOut.model_validate(r)
-        if not include_details:
-            item.details = None
-        out.append(item)
-    return out
+    return results_out(rows, include_details=include_details)

@@ -8,7 +8,7 @@ from services.api.deps import ANY_ROLE, SessionDep, require_roles
 from services.api.errors import COMMON_RESPONSES
 from services.core.models import AlertState
 from services.monitoring import repository
-from services.monitoring.schemas import AlertOut, MonitorResultOut
+from services.monitoring.schemas import AlertOut, MonitorResultOut, results_out
 
 router = APIRouter(tags=["monitoring"], dependencies=[Depends(require_roles(*ANY_ROLE))])
 
@@ -47,10 +47,4 @@ def list_results(
     limit: int = Query(1000, ge=1, le=10000),
 ) -> list[MonitorResultOut]:
     rows = repository.results(session, model_name=model, site=site, limit=limit)
-    out = []
-    for r in rows:
-        item = MonitorResultOut.model_validate(r)
-        if not include_details:
-            item.details = None
-        out.append(item)
-    return out
+    return results_out(rows, include_details=include_details)

@@ -137,6 +137,31 @@ def decay_test(metric: MetricCI, *, floor: float, alpha: float) -> tuple[float, 
     return p, upper < floor
 
 
+def _metric_window(
+    spec: PerformanceSpec | EstimateSpec,
+    metric: MetricCI,
+    *,
+    baseline: float,
+    report: dict[str, Any],
+    n_reference: int,
+    extra: dict[str, Any],
+) -> WindowEvaluation:
+    """The decay decision shared by the labelled and the estimated metric."""
+    floor = baseline - spec.margin
+    p, significant = decay_test(metric, floor=floor, alpha=spec.policy.alpha)
+    details = {
+        "finding": spec.finding,
+        "metric": spec.metric,
+        "baseline": baseline,
+        "margin": spec.margin,
+        "floor": floor,
+        **extra,
+        "report": report,
+    }
+    value = metric.value if metric.value is not None else float("nan")
+    return WindowEvaluation(value, p, significant, n_reference, details)
+
+
 def evaluate_labelled(
     spec: PerformanceSpec,
     labelled: Sequence[tuple[PredictionEvent, bool]],
@@ -150,20 +175,14 @@ def evaluate_labelled(
     score = np.array([float(e.scores[spec.finding]) for e, _ in labelled], dtype=np.float64)
     alpha = spec.policy.alpha
     report = evaluate_performance(y, score, threshold, alpha=min(0.5, 2 * alpha))
-    metric = report.metrics()[spec.metric]
-    floor = baseline - spec.margin
-    p, significant = decay_test(metric, floor=floor, alpha=alpha)
-    details = {
-        "finding": spec.finding,
-        "metric": spec.metric,
-        "baseline": baseline,
-        "margin": spec.margin,
-        "floor": floor,
-        "n_labelled": int(y.size),
-        "report": report.to_dict(),
-    }
-    value = metric.value if metric.value is not None else float("nan")
-    return WindowEvaluation(value, p, significant, n_reference, details)
+    return _metric_window(
+        spec,
+        report.metrics()[spec.metric],
+        baseline=baseline,
+        report=report.to_dict(),
+        n_reference=n_reference,
+        extra={"n_labelled": int(y.size)},
+    )
 
 
 def evaluate_estimate(
@@ -188,19 +207,14 @@ def evaluate_estimate(
         alpha=min(0.5, 2 * alpha),
         seed=seed,
     )
-    metric = report.metrics()[spec.metric]
-    floor = baseline - spec.margin
-    p, significant = decay_test(metric, floor=floor, alpha=alpha)
-    details = {
-        "finding": spec.finding,
-        "metric": spec.metric,
-        "baseline": baseline,
-        "margin": spec.margin,
-        "floor": floor,
-        "report": report.to_dict(),
-    }
-    value = metric.value if metric.value is not None else float("nan")
-    return WindowEvaluation(value, p, significant, len(profile), details)
+    return _metric_window(
+        spec,
+        report.metrics()[spec.metric],
+        baseline=baseline,
+        report=report.to_dict(),
+        n_reference=len(profile),
+        extra={},
+    )
 
 
 def age_band(age: float | None) -> str:

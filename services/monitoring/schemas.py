@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -54,3 +55,14 @@ class MonitorResultOut(BaseModel):
     drift: bool
     created_at: datetime
     details: dict[str, Any] | None = None
+
+
+def results_out(rows: Sequence[Any], *, include_details: bool) -> list[MonitorResultOut]:
+    """API items for stored windows; ``details`` (the full test report) only on request."""
+    out = []
+    for r in rows:
+        item = MonitorResultOut.model_validate(r)
+        if not include_details:
+            item.details = None
+        out.append(item)
+    return out
