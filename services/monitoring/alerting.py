@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from monitors.policy import WindowOutcome
 from services.core.models import Alert, MonitorResult
+from services.core.settings import Settings
 from services.events import repository as events
 from services.monitoring import repository
 from services.monitoring.specs import GLOBAL_SITE, DriftSpec, FairnessSpec, MonitorSpec
@@ -62,7 +63,7 @@ def _detail(spec: MonitorSpec, result: MonitorResult, significant: int, consider
 
 
 def open_alert_if_due(
-    session: Session, *, settings: Any, spec: MonitorSpec, result: MonitorResult
+    session: Session, *, settings: Settings, spec: MonitorSpec, result: MonitorResult
 ) -> Alert | None:
     """Open an alert when the monitor's policy fires on its recent windows and none is unresolved
     for this (monitor, model, site)."""

@@ -161,11 +161,13 @@ def history(session: Session, monitor_id: int) -> list[MonitorChange]:
 
 
 def ensure_default_drift(session: Session, *, model_name: str, settings: Settings) -> None:
-    """Give a newly deployed model the acquisition-drift monitor of the settings, unless it
+    """Give a newly deployed model the acquisition-drift monitor of the settings (window,
+    alpha, persistence, permutations), unless it
     already has monitors (declared ones are never overridden)."""
     if list_monitors(session, model_name=model_name):
         return
     spec = DriftSpec(
+        permutations=settings.monitor_permutations,
         window=WindowSpec(type="count", size=settings.monitor_window),
         policy=PolicySpec(
             alpha=settings.monitor_alpha,

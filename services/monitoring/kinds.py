@@ -71,7 +71,7 @@ def evaluate_drift(
         correction="bonferroni",
         categorical_columns=tuple(c for c in columns if c in DRIFT_CATEGORICAL),
         numeric_columns=tuple(c for c in columns if c in DRIFT_NUMERIC),
-        n_permutations=max(500, drift.permutations_needed(max(n_tests, 1), alpha)),
+        n_permutations=max(spec.permutations, drift.permutations_needed(max(n_tests, 1), alpha)),
         seed=seed,
         min_samples=min_samples,
         max_n_embedding=spec.max_embedding_sample,

@@ -25,13 +25,13 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from pipelines.profile import ReferenceProfile
 from services.core.models import Deployment, Monitor, MonitorResult, PredictionEvent
+from services.core.settings import Settings
 from services.events import repository as events
 from services.labels.repository import labels_for_events
 from services.monitoring import config, kinds, repository
@@ -219,7 +219,7 @@ def _baseline(
 def compute_next_window(
     session: Session,
     *,
-    settings: Any,
+    settings: Settings,
     monitor: Monitor,
     deployment: Deployment,
     profile: ReferenceProfile,
@@ -269,17 +269,3 @@ def compute_next_window(
     )
     open_alert_if_due(session, settings=settings, spec=spec, result=result)
     return result
-
-
-def events_behind(session: Session, monitor: Monitor, site: str) -> int:
-    """Events stored after the monitor's last window (for staleness reports)."""
-    last = repository.last_result(
-        session, monitor=monitor.name, model_name=monitor.model_name, site=site
-    )
-    stmt = select(func.count(PredictionEvent.id)).where(
-        PredictionEvent.model_name == monitor.model_name,
-        PredictionEvent.id > (last.last_event_id if last else 0),
-    )
-    if site != GLOBAL_SITE:
-        stmt = stmt.where(PredictionEvent.site == site)
-    return int(session.scalar(stmt) or 0)

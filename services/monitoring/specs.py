@@ -96,6 +96,13 @@ class DriftSpec(_Common):
         None, description=f"Columns to test (default: all of {', '.join(DRIFT_FEATURES)})."
     )
     embeddings: bool = Field(True, description="Also test the encoder embeddings (MMD).")
+    permutations: int = Field(
+        500,
+        ge=50,
+        le=100_000,
+        description="Least permutations of the MMD test; raised automatically so that its "
+        "smallest p-value can pass the Bonferroni-corrected level.",
+    )
     max_embedding_sample: int = Field(
         1000,
         ge=100,
