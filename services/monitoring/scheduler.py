@@ -103,8 +103,8 @@ def _next_window(
     site: str,
     last: MonitorResult | None,
     now: datetime,
+    mark: events.Watermark,
 ) -> _Window | None:
-    mark = events.committed_watermark_at(session)
     ready_at = min(now, _aware(mark.at))
     wait = (
         timedelta(seconds=spec.label_wait_s)
@@ -225,10 +225,13 @@ def compute_next_window(
     profile: ReferenceProfile,
     site: str,
     now: datetime | None = None,
+    mark: events.Watermark | None = None,
 ) -> MonitorResult | None:
     """Compute, store and (if the policy says so) alert on the next due window of one monitor
     and scope key; ``None`` when none is due or another worker holds it. ``now`` may be given
-    to evaluate as of a later time (label waits in tests)."""
+    to evaluate as of a later time (label waits in tests). ``mark`` is the committed watermark
+    to read up to; a tick reads it once for all its windows (an older mark is still safe, it
+    only defers newer events to the next tick), otherwise it is read here."""
     if not _try_lock(session, monitor.id, site):
         return None
     spec = config.spec_of(monitor)
@@ -236,7 +239,13 @@ def compute_next_window(
         session, monitor=monitor.name, model_name=monitor.model_name, site=site
     )
     window = _next_window(
-        session, monitor=monitor, spec=spec, site=site, last=last, now=now or datetime.now(UTC)
+        session,
+        monitor=monitor,
+        spec=spec,
+        site=site,
+        last=last,
+        now=now or datetime.now(UTC),
+        mark=mark or events.committed_watermark_at(session),
     )
     if window is None:
         return None

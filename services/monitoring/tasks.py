@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.core.db import session_scope
 from services.core.models import Deployment, Monitor
+from services.events import repository as events
 from services.monitoring import scheduler
 from services.worker.app import celery_app
 from services.worker.context import get_context
@@ -26,6 +27,8 @@ def tick() -> int:
     ctx = get_context()
     with session_scope(ctx.sessions) as session:
         targets = scheduler.due_targets(session)
+        # One watermark per tick: each read briefly takes the ingest lock exclusively.
+        mark = events.committed_watermark_at(session)
     computed = 0
     for target in targets:
         for _ in range(MAX_WINDOWS_PER_TARGET):
@@ -43,6 +46,7 @@ def tick() -> int:
                         deployment=deployment,
                         profile=profile,
                         site=target.site,
+                        mark=mark,
                     )
             except IntegrityError:
                 log.info("window already computed by another worker; skipping")
