@@ -3,12 +3,13 @@ services: :func:`session_scope` commits on success and rolls back on error."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -69,3 +70,22 @@ def migrate(url: str) -> None:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(cfg, "head")
+
+
+def insert_ignoring_duplicates(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, key: Sequence[str]
+) -> set[tuple[Any, ...]]:
+    """INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key: the key tuples of the rows actually
+    inserted, so the caller can tell the duplicates apart. One round trip per batch
+    (SQLAlchemy's insertmanyvalues) on PostgreSQL and SQLite alike."""
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(table).on_conflict_do_nothing(index_elements=list(key))
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(key))
+    else:  # pragma: no cover - settings only accept PostgreSQL and SQLite URLs
+        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+    result = session.execute(stmt.returning(*(table.c[k] for k in key)), list(rows))
+    return {tuple(r) for r in result}

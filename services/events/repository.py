@@ -10,9 +10,10 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Engine, Table, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from services.core.db import insert_ignoring_duplicates
 from services.core.models import PredictionEvent
 
 
@@ -75,25 +76,6 @@ def committed_watermark(session: Session) -> int:
     SQLite has a single writer, so there the plain max(id) is already safe.
     """
     return committed_watermark_at(session).event_id
-
-
-def insert_ignoring_duplicates(
-    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, key: Sequence[str]
-) -> set[tuple[Any, ...]]:
-    """INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key: the key tuples of the rows actually
-    inserted, so the caller can tell the duplicates apart. One round trip per batch
-    (SQLAlchemy's insertmanyvalues) on PostgreSQL and SQLite alike."""
-    if not rows:
-        return set()
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table).on_conflict_do_nothing(index_elements=list(key))
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(key))
-    else:  # pragma: no cover - settings only accept PostgreSQL and SQLite URLs
-        raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    result = session.execute(stmt.returning(*(table.c[k] for k in key)), list(rows))
-    return {tuple(r) for r in result}
 
 
 @lru_cache(maxsize=4)

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
+from services.core.db import insert_ignoring_duplicates
 from services.core.models import GroundTruthLabel, PredictionEvent
-from services.events.repository import insert_ignoring_duplicates
 
 KEY = ("study_pid", "finding", "source", "reported_at")
 

@@ -13,17 +13,8 @@ from services.core.models import Alert, AlertState, Monitor, MonitorResult
 def last_result(
     session: Session, *, monitor: str, model_name: str, site: str
 ) -> MonitorResult | None:
-    stmt = (
-        select(MonitorResult)
-        .where(
-            MonitorResult.monitor == monitor,
-            MonitorResult.model_name == model_name,
-            MonitorResult.site == site,
-        )
-        .order_by(MonitorResult.window_index.desc())
-        .limit(1)
-    )
-    return session.scalars(stmt).first()
+    newest = recent_results(session, monitor=monitor, model_name=model_name, site=site, limit=1)
+    return newest[0] if newest else None
 
 
 def recent_results(

@@ -3,6 +3,8 @@ and an alert opens after k of m drifted windows, never twice for the same site."
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -88,11 +90,15 @@ def deployment(sessions: sessionmaker[Session]) -> int:
     return d.id
 
 
-def _run_all(sessions: sessionmaker[Session], settings: Settings, profile: ReferenceProfile) -> int:
-    """The default drift monitor a deployment gets (window and policy from ``settings``), run
-    until no window is due."""
-    with session_scope(sessions) as s:
-        config.ensure_default_drift(s, model_name="m", settings=settings)
+def run_due(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    profile: ReferenceProfile,
+    *,
+    now: datetime | None = None,
+) -> int:
+    """What a worker's tick does, one transaction per window, until no window is due; returns
+    the number of windows computed."""
     computed = 0
     with session_scope(sessions) as s:
         targets = scheduler.due_targets(s)
@@ -110,11 +116,20 @@ def _run_all(sessions: sessionmaker[Session], settings: Settings, profile: Refer
                     deployment=dep,
                     profile=profile,
                     site=t.site,
+                    now=now,
                 )
             if r is None:
                 break
             computed += 1
     return computed
+
+
+def _run_all(sessions: sessionmaker[Session], settings: Settings, profile: ReferenceProfile) -> int:
+    """The default drift monitor a deployment gets (window and policy from ``settings``), run
+    until no window is due."""
+    with session_scope(sessions) as s:
+        config.ensure_default_drift(s, model_name="m", settings=settings)
+    return run_due(sessions, settings, profile)
 
 
 def test_no_shift_no_alert_and_windows_once(sessions, settings, deployment) -> None:  # type: ignore[no-untyped-def]

@@ -31,7 +31,7 @@ from services.monitoring.specs import (
     WindowSpec,
 )
 from services.serving.service import deploy_champion
-from tests.services.monitoring.test_drift_windows import _add_events, _profile
+from tests.services.monitoring.test_drift_windows import _add_events, _profile, run_due
 
 PROFILE = _profile()
 
@@ -51,29 +51,7 @@ def declare(sessions: sessionmaker[Session], name: str, spec: Any) -> int:
 def run_all(
     sessions: sessionmaker[Session], settings: Settings, *, now: datetime | None = None
 ) -> int:
-    computed = 0
-    with session_scope(sessions) as s:
-        targets = scheduler.due_targets(s)
-    for t in targets:
-        while True:
-            with session_scope(sessions) as s:
-                monitor = s.get(Monitor, t.monitor_id)
-                dep = s.get(Deployment, t.deployment_id)
-                assert monitor is not None
-                assert dep is not None
-                r = scheduler.compute_next_window(
-                    s,
-                    settings=settings,
-                    monitor=monitor,
-                    deployment=dep,
-                    profile=PROFILE,
-                    site=t.site,
-                    now=now,
-                )
-            if r is None:
-                break
-            computed += 1
-    return computed
+    return run_due(sessions, settings, PROFILE, now=now)
 
 
 def results(sessions: sessionmaker[Session], name: str) -> list[MonitorResult]:
