@@ -511,5 +511,7 @@ class AuditRecord(Base):
     entity_id: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    prev_hash: Mapped[str] = mapped_column(String(64))
+    #: Unique, so the chain cannot fork: two writers racing for the same predecessor collide
+    #: here instead of both appending after it.
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
