@@ -23,6 +23,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.alerts import dispatch, repository, webhooks
+from services.audit import actions
+from services.audit import service as audit
 from services.auth.service import Principal
 from services.core.errors import ConflictError, NotFoundError
 from services.core.models import (
@@ -82,7 +84,9 @@ def acknowledge(
             "acknowledged_note": note,
         },
     )
-    return _after_transition(session, alert_id, changed, EVENT_ACKNOWLEDGED, settings=settings)
+    alert = _after_transition(session, alert_id, changed, EVENT_ACKNOWLEDGED, settings=settings)
+    _audit(session, alert, actions.ALERT_ACKNOWLEDGED, principal=principal, note=note)
+    return alert
 
 
 def resolve(
@@ -107,7 +111,9 @@ def resolve(
             "resolved_note": note,
         },
     )
-    return _after_transition(session, alert_id, changed, EVENT_RESOLVED, settings=settings)
+    alert = _after_transition(session, alert_id, changed, EVENT_RESOLVED, settings=settings)
+    _audit(session, alert, actions.ALERT_RESOLVED, principal=principal, note=note)
+    return alert
 
 
 def _after_transition(
@@ -125,6 +131,30 @@ def _after_transition(
         raise _conflict(alert, event)
     _record_event(session, alert, event, settings=settings)
     return alert
+
+
+def _audit(
+    session: Session, alert: Alert, action: str, *, principal: Principal, note: str | None
+) -> None:
+    """The audit record of a person's transition, last in the transaction (the audit lock is
+    held until commit). The note is the stated reason."""
+    audit.record(
+        session,
+        actor=principal.name,
+        action=action,
+        entity_type=actions.ALERT,
+        entity_id=alert.id,
+        reason=note,
+        payload={
+            "key_id": principal.key_id,
+            "role": principal.role,
+            "state": alert.state,
+            "monitor": alert.monitor,
+            "model": alert.model_name,
+            "site": alert.site,
+            "severity": alert.severity,
+        },
+    )
 
 
 def _by_at(who: str | None, when: datetime | None) -> str:

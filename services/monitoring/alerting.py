@@ -91,6 +91,8 @@ def open_alert_if_due(
     ):
         return None
     from services.alerts import service as alerts
+    from services.audit import actions
+    from services.audit import service as audit
 
     try:
         with session.begin_nested():
@@ -110,6 +112,21 @@ def open_alert_if_due(
             )
             # Webhook outbox rows in the same transaction: they commit or roll back with it.
             alerts.alert_opened(session, alert, settings=settings)
+            audit.record(
+                session,
+                actor=actions.ACTOR_MONITORING,
+                action=actions.ALERT_OPENED,
+                entity_type=actions.ALERT,
+                entity_id=alert.id,
+                payload={
+                    "monitor": alert.monitor,
+                    "model": alert.model_name,
+                    "site": alert.site,
+                    "severity": alert.severity,
+                    "result_id": result.id,
+                    "window_index": result.window_index,
+                },
+            )
     except IntegrityError:
         # Another worker opened it first; the partial unique index kept it to one.
         return None

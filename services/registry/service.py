@@ -6,8 +6,12 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from pipelines.contract import FINDINGS
 from pipelines.train import TrainConfig, TrainResult, train
+from services.audit import actions
+from services.audit import service as audit
 from services.registry.mlflow_registry import MlflowRegistry
 
 CHAMPION = "champion"
@@ -59,7 +63,11 @@ def train_and_register(
     config: TrainConfig,
     progress: Callable[[str, int, int], None] | None = None,
     alias: str = CHAMPION,
+    session: Session | None = None,
+    actor: str = actions.ACTOR_SYSTEM,
 ) -> tuple[RegisteredModel, TrainResult]:
+    """Train, log and register a version (and point ``alias`` at it). With ``session``, a
+    ``model.registered`` audit record by ``actor`` is appended there (the caller commits)."""
     result = train(config, progress)
     params = {k: v for k, v in dataclasses.asdict(config).items()}
     run_id = registry.log_training(
@@ -75,4 +83,32 @@ def train_and_register(
     version = registry.register(model_name, run_id, description="Trained by radwatch.")
     if alias:
         registry.set_alias(model_name, alias, version)
-    return RegisteredModel(model_name, version, run_id, dict(result.metrics)), result
+    registered = RegisteredModel(model_name, version, run_id, dict(result.metrics))
+    if session is not None:
+        record_registration(session, registered, actor=actor, alias=alias or None)
+    return registered, result
+
+
+def record_registration(
+    session: Session, registered: RegisteredModel, *, actor: str, alias: str | None = None
+) -> None:
+    """Append the ``model.registered`` audit record of a version registered in MLflow.
+
+    MLflow and the service database cannot share a transaction: the registration is already
+    durable in MLflow when this runs, so a rollback here loses the record, not the version.
+    Whoever registers a version (training, retraining) calls this in its own unit of work.
+    """
+    audit.record(
+        session,
+        actor=actor,
+        action=actions.MODEL_REGISTERED,
+        entity_type=actions.MODEL_VERSION,
+        entity_id=actions.model_version_id(registered.name, registered.version),
+        payload={
+            "model": registered.name,
+            "version": registered.version,
+            "mlflow_run_id": registered.run_id,
+            "alias": alias,
+            "metrics": registered.metrics,
+        },
+    )

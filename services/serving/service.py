@@ -7,6 +7,8 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from pipelines.export_triton import export_model
+from services.audit import actions
+from services.audit import service as audit
 from services.core.errors import ModelNotLoadedError, UnknownModelError
 from services.core.models import Deployment
 from services.core.settings import Settings
@@ -35,36 +37,57 @@ def deploy_champion(
     triton_model: str,
     operating_threshold: float = 0.5,
     embedding_dim: int | None = None,
+    actor: str = actions.ACTOR_SYSTEM,
 ) -> Deployment:
-    """Make ``model_version`` the active champion, retiring the previous one.
+    """Make ``model_version`` the active champion, retiring the previous one, and append a
+    ``model.deployed`` audit record by ``actor`` in the same transaction.
 
     ``embedding_dim`` is the length of the embeddings its events carry (checked at ingestion).
     """
     previous = repository.active(session, model_name)
+    previous_version = previous.model_version if previous is not None else None
     if previous is not None and previous.model_version != model_version:
         previous.active = False
-    existing = repository.by_version(session, model_name, model_version)
-    if existing is not None:
-        existing.active = True
-        existing.role = "champion"
-        existing.triton_model = triton_model
-        existing.operating_threshold = operating_threshold
+    deployment = repository.by_version(session, model_name, model_version)
+    if deployment is not None:
+        deployment.active = True
+        deployment.role = "champion"
+        deployment.triton_model = triton_model
+        deployment.operating_threshold = operating_threshold
         if embedding_dim is not None:
-            existing.embedding_dim = embedding_dim
-        return existing
-    return repository.add(
+            deployment.embedding_dim = embedding_dim
+    else:
+        deployment = repository.add(
+            session,
+            Deployment(
+                model_name=model_name,
+                model_version=model_version,
+                mlflow_run_id=mlflow_run_id,
+                triton_model=triton_model,
+                role="champion",
+                active=True,
+                operating_threshold=operating_threshold,
+                embedding_dim=embedding_dim,
+            ),
+        )
+    audit.record(
         session,
-        Deployment(
-            model_name=model_name,
-            model_version=model_version,
-            mlflow_run_id=mlflow_run_id,
-            triton_model=triton_model,
-            role="champion",
-            active=True,
-            operating_threshold=operating_threshold,
-            embedding_dim=embedding_dim,
-        ),
+        actor=actor,
+        action=actions.MODEL_DEPLOYED,
+        entity_type=actions.MODEL_VERSION,
+        entity_id=actions.model_version_id(model_name, model_version),
+        payload={
+            "model": model_name,
+            "version": model_version,
+            "previous_version": previous_version,
+            "role": "champion",
+            "mlflow_run_id": deployment.mlflow_run_id,
+            "triton_model": triton_model,
+            "operating_threshold": operating_threshold,
+            "deployment_id": deployment.id,
+        },
     )
+    return deployment
 
 
 def list_deployments(session: Session) -> list[Deployment]:
@@ -81,6 +104,7 @@ def deploy_version(
     version: int,
     operating_threshold: float = 0.5,
     settings: Settings | None = None,
+    actor: str = actions.ACTOR_SYSTEM,
 ) -> Deployment:
     """Export a registered version to the Triton repository, load it, and make it champion.
 
@@ -107,6 +131,7 @@ def deploy_version(
         triton_model=model_name,
         operating_threshold=operating_threshold,
         embedding_dim=model.embedding_dim,
+        actor=actor,
     )
     if settings is not None:
         from services.monitoring.config import ensure_default_drift

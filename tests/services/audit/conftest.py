@@ -85,7 +85,7 @@ def run_audit_cli(
         "RADWATCH_ENVIRONMENT": "test",
         "RADWATCH_DATA_DIR": str(data_dir),
     }
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
+    return subprocess.run(
         [sys.executable, "-c", "from services.cli.audit import app; app()", *args],
         cwd=REPO,
         env=env,

@@ -5,7 +5,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -184,3 +187,25 @@ def test_the_anchor_catches_a_cut_tail() -> None:
     assert cut.broken is not None
     assert cut.broken.reason == "anchor_missing"
     assert cut.checked == 4  # everything left is intact; only the anchor shows the loss
+
+
+def test_the_checker_in_the_docs_accepts_an_export_and_catches_an_edit(tmp_path: Path) -> None:
+    """The stand-alone checker in docs/audit.md, run as written, with no radwatch import."""
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "audit.md").read_text()
+    checker = doc.split("```python\nimport hashlib", 1)[1].split("```", 1)[0]
+    script = tmp_path / "check.py"
+    script.write_text("import hashlib" + checker)
+    records = _chain(4)
+    export = tmp_path / "audit.jsonl"
+    export.write_text("".join(_lines(records)))
+    ok = subprocess.run(
+        [sys.executable, str(script), str(export)], capture_output=True, text=True, check=False
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == f"ok, head {records[-1]['hash']}"
+    export.write_text("".join(_lines(records)).replace('"note 2 ', '"note 9 '))
+    edited = subprocess.run(
+        [sys.executable, str(script), str(export)], capture_output=True, text=True, check=False
+    )
+    assert edited.returncode == 1
+    assert "line 3: edited" in edited.stderr
