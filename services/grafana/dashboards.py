@@ -589,9 +589,10 @@ def model_safety() -> dash_b.Dashboard:
     d = d.with_panel(
         time_series(
             "Subgroup gap with confidence interval",
-            "How far the worst subgroup trails the rest, per attribute family and metric, with "
-            "the bootstrap interval (dashed). The dashed red line is the default tolerated gap "
-            f"({SUBGROUP_MAX_GAP}); a lower bound above it is a confirmed gap.",
+            "Worst subgroup minus the rest, per attribute family and metric, with the bootstrap "
+            "interval (dashed): negative is worse for TPR and AUROC, positive for FPR and ECE. "
+            f"The red lines are the default tolerance (±{SUBGROUP_MAX_GAP}); an interval wholly "
+            "beyond one is a confirmed gap.",
             [
                 Q(gap.format(m="radwatch_subgroup_gap", sel=SAFETY), "{{family}} {{metric}}"),
                 Q(
@@ -603,7 +604,11 @@ def model_safety() -> dash_b.Dashboard:
                     "{{family}} {{metric}} upper",
                 ),
             ],
-            thresholds=[(None, "transparent"), (SUBGROUP_MAX_GAP, "red")],
+            thresholds=[
+                (None, "red"),
+                (-SUBGROUP_MAX_GAP, "transparent"),
+                (SUBGROUP_MAX_GAP, "red"),
+            ],
             dashed_refs=("B", "C"),
             width=24,
             step=True,

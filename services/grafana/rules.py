@@ -61,14 +61,18 @@ class Rule:
     component: str
     summary: str
     description: str
+    #: The whole expression when it is not ``signal condition`` (then ``condition`` documents
+    #: it and ``signal`` is still what the live check expects data from).
+    full_expr: str | None = None
 
     @property
     def expr(self) -> str:
-        return f"{self.signal} {self.condition}"
+        return self.full_expr or f"{self.signal} {self.condition}"
 
 
 _MON = "monitor, model, site"
 _PERF = f"{_MON}, finding, metric"
+_GAP = f"{_MON}, family, metric"
 _HTTP = "radwatch_http_requests_total"
 _ROLLBACKS = 'radwatch_promotions{kind="rollback"}'
 
@@ -115,16 +119,23 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "RadwatchSubgroupGapConfirmed",
         "radwatch-model-safety",
-        f"max by ({_MON}, family, metric) (radwatch_subgroup_gap_lower)",
-        f"> {SUBGROUP_MAX_GAP}",
+        f"max by ({_GAP}) (radwatch_subgroup_gap_lower)",
+        f"> {SUBGROUP_MAX_GAP}, or the upper bound < -{SUBGROUP_MAX_GAP}",
         "15m",
         "critical",
         "model-safety",
         "Subgroup gap in {{ $labels.metric }} beyond tolerance ({{ $labels.family }})",
         "For model {{ $labels.model }} (monitor {{ $labels.monitor }}, site {{ $labels.site }}) "
-        "the lower confidence bound of the worst {{ $labels.family }} group's gap in "
-        "{{ $labels.metric }} is {{ $value }}, above the tolerated "
-        f"{SUBGROUP_MAX_GAP}: the gap is confirmed, not noise.",
+        "the confidence interval of the worst {{ $labels.family }} group's difference from the "
+        "rest in {{ $labels.metric }} lies beyond the tolerated "
+        f"{SUBGROUP_MAX_GAP} (bound {{{{ $value }}}}): the gap is confirmed, not noise.",
+        # The gap is worst group minus the rest, so its sign depends on the metric (negative for
+        # TPR/AUROC, positive for FPR/ECE): confirmed when the whole interval is beyond the
+        # tolerance on either side.
+        full_expr=(
+            f"max by ({_GAP}) (radwatch_subgroup_gap_lower) > {SUBGROUP_MAX_GAP} "
+            f"or min by ({_GAP}) (radwatch_subgroup_gap_upper) < -{SUBGROUP_MAX_GAP}"
+        ),
     ),
     Rule(
         "RadwatchPerformanceBelowFloor",

@@ -58,6 +58,7 @@ def test_the_conditions_the_issue_asks_for_are_covered() -> None:
         "radwatch_monitor_drift",
         'radwatch_alerts_open{severity="critical"}',
         "radwatch_subgroup_gap_lower",
+        "radwatch_subgroup_gap_upper",
         'radwatch_performance_upper{kind="measured"}',
         'status=~"5.."',
         "histogram_quantile(0.99",
@@ -143,7 +144,10 @@ def test_model_safety_rules_fire_after_their_for_duration(tmp_path: Path) -> Non
     mon = {"monitor": "drift-default", "model": "cxr", "site": "site-c"}
     quiet = {"monitor": "drift-default", "model": "cxr", "site": "site-a"}
     perf = {"monitor": "auroc", "model": "cxr", "site": "site-c", "finding": "effusion"}
-    gap = {"monitor": "fair", "model": "cxr", "site": "*", "family": "sex", "metric": "tpr"}
+    # the gap is worst minus rest: positive is worse for FPR, negative for TPR
+    fpr = {"monitor": "fair", "model": "cxr", "site": "*", "family": "sex", "metric": "fpr"}
+    tpr = {**fpr, "family": "age_band", "metric": "tpr"}
+    unsure = {**fpr, "family": "race_ethnicity", "metric": "tpr"}
     drift = BY_NAME["RadwatchDriftPersisting"]
     crit = BY_NAME["RadwatchCriticalAlertOpen"]
     below = BY_NAME["RadwatchPerformanceBelowFloor"]
@@ -168,7 +172,13 @@ def test_model_safety_rules_fire_after_their_for_duration(tmp_path: Path) -> Non
                 _series(
                     "radwatch_performance", {**perf, "metric": "auroc", "kind": "floor"}, "0.8x40"
                 ),
-                _series("radwatch_subgroup_gap_lower", gap, "0.05x9 0.15x30"),
+                _series("radwatch_subgroup_gap_lower", fpr, "0.05x9 0.15x30"),
+                _series("radwatch_subgroup_gap_upper", fpr, "0.3x40"),
+                _series("radwatch_subgroup_gap_lower", tpr, "-0.3x40"),
+                _series("radwatch_subgroup_gap_upper", tpr, "-0.05x9 -0.15x30"),
+                # a wide interval that straddles the tolerance: not confirmed
+                _series("radwatch_subgroup_gap_lower", unsure, "-0.4x40"),
+                _series("radwatch_subgroup_gap_upper", unsure, "0.02x40"),
             ],
             "alert_rule_test": [
                 {"eval_time": "10m", "alertname": drift.alert, "exp_alerts": []},
@@ -191,7 +201,10 @@ def test_model_safety_rules_fire_after_their_for_duration(tmp_path: Path) -> Non
                 {
                     "eval_time": "30m",
                     "alertname": gap_rule.alert,
-                    "exp_alerts": [_expected(gap_rule, gap, 0.15)],
+                    "exp_alerts": [
+                        _expected(gap_rule, fpr, 0.15),
+                        _expected(gap_rule, tpr, -0.15),
+                    ],
                 },
             ],
         }
