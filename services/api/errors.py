@@ -8,6 +8,7 @@ with their traceback server-side and answered with a generic 500 that leaks noth
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.core.errors import RadwatchError, UnavailableError
+from services.metrics.registry import API_ERRORS, EVENTS_REJECTED
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,25 @@ def _body(code: str, message: str, details: dict[str, Any] | None = None) -> dic
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def _respond(
+    request: Request,
+    code: str,
+    message: str,
+    status: int,
+    *,
+    details: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """Every error response goes through here, so every one is counted by its code; a refused
+    prediction also counts as a rejected gateway event."""
+    API_ERRORS.labels(code, str(status)).inc()
+    if 400 <= status < 500 and request.url.path == "/v1/predictions" and status not in (401, 403):
+        EVENTS_REJECTED.labels("gateway", code).inc()
+    return JSONResponse(
+        _body(code, message, details), status_code=status, headers=dict(headers or {})
+    )
+
+
 def _describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
     problems = []
     parts = []
@@ -57,41 +78,37 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[st
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RadwatchError)
-    async def _domain(_: Request, exc: RadwatchError) -> JSONResponse:
+    async def _domain(request: Request, exc: RadwatchError) -> JSONResponse:
         headers = {}
         if isinstance(exc, UnavailableError):
             headers["Retry-After"] = str(exc.retry_after_s)
-        return JSONResponse(
-            _body(exc.code, exc.message, exc.details), status_code=exc.status_code, headers=headers
+        return _respond(
+            request, exc.code, exc.message, exc.status_code, details=exc.details, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, problems = _describe_validation(exc)
-        return JSONResponse(
-            _body("validation_failed", message, {"problems": problems}), status_code=422
-        )
+        return _respond(request, "validation_failed", message, 422, details={"problems": problems})
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            _body("http_error", str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _respond(
+            request, "http_error", str(exc.detail), exc.status_code, headers=exc.headers
         )
 
     @app.exception_handler(OperationalError)
-    async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
+    async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
         log.warning("database unavailable: %s", type(exc.orig).__name__)
-        return JSONResponse(
-            _body(
-                "database_unavailable", "The database is unreachable; nothing was stored. Retry."
-            ),
-            status_code=503,
+        return _respond(
+            request,
+            "database_unavailable",
+            "The database is unreachable; nothing was stored. Retry.",
+            503,
             headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return JSONResponse(
-            _body("internal_error", "Internal error; it has been logged."), status_code=500
-        )
+        return _respond(request, "internal_error", "Internal error; it has been logged.", 500)

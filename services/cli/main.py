@@ -26,6 +26,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(monitors_cli.app, name="monitors")
+metrics_app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
+app.add_typer(metrics_app, name="metrics")
 
 err = Console(stderr=True)
 
@@ -65,15 +67,37 @@ def demo(
         _fail(exc)
 
 
+@metrics_app.command("catalog")
+def metrics_catalog() -> None:
+    """Print the metrics catalog as Markdown (docs/metrics.md is this output)."""
+    from services.metrics.catalog import render_markdown
+
+    typer.echo(render_markdown(), nl=False)
+
+
 @app.command()
 def api(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8080,
     workers: Annotated[int, typer.Option(min=1)] = 1,
 ) -> None:
-    """Serve the REST API (uvicorn). Settings come from RADWATCH_* variables."""
+    """Serve the REST API (uvicorn). Settings come from RADWATCH_* variables.
+
+    With several workers, the API's counters are merged across the worker processes through
+    ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary folder unless it is already set), so one
+    scrape of ``/metrics`` covers every process."""
+    import shutil
+    import tempfile
+
     import uvicorn
 
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="radwatch-prom-")
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        # Files of processes from an earlier run would be merged in as if they were alive.
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder, exist_ok=True)
     uvicorn.run("services.api.app:create_app", factory=True, host=host, port=port, workers=workers)
 
 

@@ -161,6 +161,11 @@ def api_process(
         "--log-level",
         "warning",
     ]
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in env:
+        # As ``radwatch api`` does: merge the workers' counters (see services.metrics.registry).
+        folder = log_path.parent / f"prometheus-{port}"
+        folder.mkdir(parents=True, exist_ok=True)
+        env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
     return ManagedProcess("radwatch API", argv, env=env, log_path=log_path)
 
 

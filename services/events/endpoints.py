@@ -28,7 +28,12 @@ from services.events.schemas import (
     PredictionResponse,
     StudyMetadata,
 )
-from services.metrics.registry import PREDICTIONS
+from services.metrics.registry import (
+    EVENTS_DUPLICATE,
+    EVENTS_INGESTED,
+    EVENTS_REJECTED,
+    PREDICTIONS,
+)
 from services.serving import service as serving
 
 router = APIRouter(tags=["predictions"])
@@ -97,8 +102,11 @@ async def create_prediction(
         image=image,
         metadata=metadata,
     )
-    if not response.duplicate:
+    if response.duplicate:
+        EVENTS_DUPLICATE.labels("gateway").inc()
+    else:
         PREDICTIONS.labels(model=response.model.name, site=response.site).inc()
+        EVENTS_INGESTED.labels(response.model.name, "gateway").inc()
     return response
 
 
@@ -173,6 +181,10 @@ async def ingest_events(request: Request, state: StateDep, session: SessionDep) 
         ingest.ingest_events, session, settings=state.settings, items=items
     )
     result = done.result
+    if result.duplicates:
+        EVENTS_DUPLICATE.labels("batch").inc(len(result.duplicates))
+    if result.rejected:
+        EVENTS_REJECTED.labels("batch", "invalid_event").inc(len(result.rejected))
     refuse_if_nothing_stored(
         received=result.received,
         stored=result.stored,
@@ -182,6 +194,7 @@ async def ingest_events(request: Request, state: StateDep, session: SessionDep) 
     )
     for (model_name, site), n in done.stored_per_site.items():
         PREDICTIONS.labels(model=model_name, site=site).inc(n)
+        EVENTS_INGESTED.labels(model_name, "batch").inc(n)
     return result
 
 

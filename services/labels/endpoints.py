@@ -11,6 +11,7 @@ from services.api.errors import COMMON_RESPONSES, ErrorBody
 from services.core.models import Role
 from services.labels import service
 from services.labels.schemas import LabelIngestResult
+from services.metrics.registry import LABELS_INGESTED
 
 router = APIRouter(tags=["labels"])
 
@@ -43,6 +44,13 @@ async def ingest_labels(
     result = await run_in_threadpool(
         service.ingest_labels, session, settings=state.settings, items=items
     )
+    for outcome, n in (
+        ("stored", result.stored),
+        ("duplicate", len(result.duplicates)),
+        ("rejected", len(result.rejected)),
+    ):
+        if n:
+            LABELS_INGESTED.labels(outcome).inc(n)
     refuse_if_nothing_stored(
         received=result.received,
         stored=result.stored,

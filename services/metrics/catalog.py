@@ -73,7 +73,7 @@ CATALOG: tuple[MetricSpec, ...] = (
         "radwatch_predictions_total",
         "counter",
         ("model", "site"),
-        "Predictions answered by the gateway, by model and site.",
+        "Prediction events recorded (gateway and batch), by model and site.",
         "Ingestion",
         "process",
     ),
@@ -88,7 +88,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     MetricSpec(
         "radwatch_events_duplicate_total",
         "counter",
-        ("model", "source"),
+        ("source",),
         "Events whose event_id was already stored (acknowledged, nothing stored).",
         "Ingestion",
         "process",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from services.metrics.broker import BrokerCollector
+from services.metrics.celery import CeleryCollector
 from services.metrics.collector import DatabaseCollector
 from services.metrics.registry import REQUEST_LATENCY, REQUESTS
 
@@ -21,8 +24,18 @@ def _route_template(request: Request) -> str:
     return str(path) if path else "unmatched"
 
 
-#: Queues whose depth is exported (the worker consumes these).
-QUEUES = ("monitoring",)
+#: Queues whose depth is exported (the workers consume these).
+QUEUES = ("monitoring", "training")
+
+
+def process_registry() -> CollectorRegistry:
+    """The API's own counters: merged across all worker processes when the API runs several
+    (``PROMETHEUS_MULTIPROC_DIR`` set, see ``radwatch api``), else this process's registry."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return registry
+    return REGISTRY
 
 
 def install_metrics(app: FastAPI) -> None:
@@ -42,15 +55,17 @@ def install_metrics(app: FastAPI) -> None:
                 REQUESTS.labels(route, request.method, str(status)).inc()
                 REQUEST_LATENCY.labels(route, request.method).observe(time.perf_counter() - start)
 
-    broker: list[BrokerCollector] = []  # built on first scrape: settings live in app.state
+    # Built on first scrape (settings live in app.state) and kept: they hold connections.
+    shared: list[CollectorRegistry] = []
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus exposition", include_in_schema=True)
     def metrics() -> Response:
         state = app.state.radwatch
-        if not broker:
-            broker.append(BrokerCollector(state.settings.resolved_broker_url, QUEUES))
-        db_registry = CollectorRegistry(auto_describe=False)
-        db_registry.register(DatabaseCollector(state.sessions))
-        db_registry.register(broker[0])
-        body = generate_latest(REGISTRY) + generate_latest(db_registry)
+        if not shared:
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(DatabaseCollector(state.sessions))
+            registry.register(BrokerCollector(state.settings.resolved_broker_url, QUEUES))
+            registry.register(CeleryCollector(state.settings.resolved_broker_url))
+            shared.append(registry)
+        body = generate_latest(process_registry()) + generate_latest(shared[0])
         return Response(content=body, media_type=CONTENT_TYPE_LATEST)

@@ -1,13 +1,21 @@
-"""Process-level Prometheus instruments.
+"""Process-level Prometheus instruments of the API.
 
-Counters and histograms here are per process. State that must agree across API replicas and
-worker processes (monitor statistics, open alerts) is not kept in process memory at all: it is
-read from the database at scrape time by :mod:`services.metrics.collector`.
+Counters and histograms here live in each process. When the API runs several worker processes
+(``radwatch api --workers N``), ``PROMETHEUS_MULTIPROC_DIR`` is set before they start and
+``prometheus_client`` writes every process's values to memory-mapped files there, which
+``GET /metrics`` merges (see :func:`services.metrics.endpoints.process_registry`). State that must
+agree across replicas (monitor statistics, alerts, lifecycle) is not kept in process memory at
+all: :mod:`services.metrics.collector` reads it from the database at scrape time. Names, types and
+labels are listed in :mod:`services.metrics.catalog`.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, disable_created_metrics
+
+# ``*_created`` series double the exposition and nothing here reads them (multiprocess mode never
+# emits them), so every process exposes the same set of series.
+disable_created_metrics()
 
 REQUESTS = Counter(
     "radwatch_http_requests_total",
@@ -20,8 +28,33 @@ REQUEST_LATENCY = Histogram(
     ["route", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+API_ERRORS = Counter(
+    "radwatch_api_errors_total",
+    "Error responses by radwatch error code and status.",
+    ["code", "status"],
+)
 PREDICTIONS = Counter(
     "radwatch_predictions_total",
-    "Predictions recorded by the gateway, by model and site.",
+    "Prediction events recorded (gateway and batch), by model and site.",
     ["model", "site"],
+)
+EVENTS_INGESTED = Counter(
+    "radwatch_events_ingested_total",
+    "Prediction events stored, by model and source (gateway or batch).",
+    ["model", "source"],
+)
+EVENTS_DUPLICATE = Counter(
+    "radwatch_events_duplicate_total",
+    "Events whose event_id was already stored (acknowledged, nothing stored).",
+    ["source"],
+)
+EVENTS_REJECTED = Counter(
+    "radwatch_events_rejected_total",
+    "Events refused with a 4xx, by source and error code.",
+    ["source", "reason"],
+)
+LABELS_INGESTED = Counter(
+    "radwatch_labels_ingested_total",
+    "Ground-truth labels received, by outcome (stored, duplicate, rejected).",
+    ["outcome"],
 )

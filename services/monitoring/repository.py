@@ -143,3 +143,16 @@ def open_alert_counts(session: Session) -> dict[tuple[str, str, str], int]:
         .group_by(Alert.model_name, Alert.site, Alert.severity)
     )
     return {(m, s, sev): int(n) for m, s, sev, n in session.execute(stmt)}
+
+
+def alert_counts(session: Session) -> dict[tuple[str, str, str, str], int]:
+    """Alerts by (model, site, severity, state)."""
+    stmt = select(Alert.model_name, Alert.site, Alert.severity, Alert.state, func.count()).group_by(
+        Alert.model_name, Alert.site, Alert.severity, Alert.state
+    )
+    return {(m, s, sev, str(st)): int(n) for m, s, sev, st, n in session.execute(stmt)}
+
+
+def monitor_kinds(session: Session) -> dict[int, str]:
+    """Declared monitor id -> kind (drift, performance, estimate, fairness)."""
+    return {i: k for i, k in session.execute(select(Monitor.id, Monitor.kind))}

@@ -16,6 +16,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from services.core.settings import Settings, get_settings
+from services.metrics import celery as celery_metrics
 from services.worker.context import reset_context
 
 QUEUE_MONITORING = "monitoring"
@@ -58,6 +59,7 @@ def create_celery(settings: Settings) -> Celery:
         },
         worker_hijack_root_logger=False,
     )
+    celery_metrics.install(app, settings.resolved_broker_url)
     return app
 
 
