@@ -15,7 +15,7 @@ from prometheus_client import Counter, Histogram, disable_created_metrics
 
 # ``*_created`` series double the exposition and nothing here reads them (multiprocess mode never
 # emits them), so every process exposes the same set of series.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 REQUESTS = Counter(
     "radwatch_http_requests_total",
