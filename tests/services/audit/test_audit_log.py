@@ -349,3 +349,23 @@ def test_cli_says_so_when_the_database_is_unreachable(tmp_path: Path) -> None:
     result = run_audit_cli(down, "verify", data_dir=tmp_path)
     assert result.returncode == 2
     assert "cannot read the audit log" in result.stderr
+
+
+def test_migration_0006_down_and_up(sessions: sessionmaker[Session], database_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    import services.core.db
+
+    cfg = Config()
+    cfg.set_main_option(
+        "script_location", str(Path(services.core.db.__file__).parent / "migrations")
+    )
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    append(sessions, 2)
+    command.downgrade(cfg, "0005")
+    with session_scope(sessions) as s:
+        s.execute(text("UPDATE audit_log SET reason = 'allowed without the trigger'"))
+    command.upgrade(cfg, "head")
+    with session_scope(sessions) as s, pytest.raises(DBAPIError, match="append-only"):
+        s.execute(text("UPDATE audit_log SET reason = 'refused again'"))
