@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     from services.alerts.endpoints import router as alerts_router
+    from services.audit.endpoints import router as audit_router
     from services.events.endpoints import router as events_router
     from services.labels.endpoints import router as labels_router
     from services.metrics.endpoints import install_metrics
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(monitoring_router)
     app.include_router(monitors_router)
     app.include_router(alerts_router)
+    app.include_router(audit_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and dependency status")
     def healthz() -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from services.cli import audit as audit_cli
 from services.cli import monitor as monitor_cli
 from services.cli import monitors as monitors_cli
 from services.core.errors import RadwatchError
@@ -26,6 +28,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(monitors_cli.app, name="monitors")
+app.add_typer(audit_cli.app, name="audit")
 metrics_app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
 app.add_typer(metrics_app, name="metrics")
 
@@ -35,6 +38,24 @@ err = Console(stderr=True)
 def _fail(exc: RadwatchError) -> None:
     err.print(f"[red]error:[/red] {exc.message}")
     raise typer.Exit(2 if exc.status_code < 500 else 1)
+
+
+def _require_schema(engine: object) -> None:
+    """Exit with a clear message when the service database is unreachable or not migrated."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import Engine
+
+    assert isinstance(engine, Engine)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    except Exception as exc:
+        err.print(f"[red]error:[/red] cannot reach the service database ({type(exc).__name__}).")
+        raise typer.Exit(1) from None
+    if "audit_log" not in tables:
+        err.print(
+            "[red]error:[/red] the service database is not migrated; run `radwatch db upgrade`."
+        )
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -161,14 +182,20 @@ def train(
 
     settings = get_settings()
     config = TrainConfig.demo() if preset == "demo" else TrainConfig.tiny()
+    from services.core.db import make_engine, make_sessionmaker, session_scope
+
     registry = MlflowRegistry(settings.resolved_mlflow_uri)
+    engine = make_engine(settings.resolved_database_url)
+    _require_schema(engine)  # fail before minutes of training, not after
     try:
-        with stage_progress() as progress:
+        with stage_progress() as progress, session_scope(make_sessionmaker(engine)) as session:
             registered, _ = train_and_register(
                 registry,
                 model_name=model_name or settings.model_name,
                 config=config,
                 progress=progress,
+                session=session,
+                actor=f"cli:{getpass.getuser()}",
             )
     except RadwatchError as exc:
         _fail(exc)
@@ -208,6 +235,7 @@ def deploy(
                 version=v,
                 operating_threshold=threshold,
                 settings=settings,
+                actor=f"cli:{getpass.getuser()}",
             )
     except RadwatchError as exc:
         _fail(exc)
