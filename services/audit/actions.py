@@ -18,6 +18,10 @@ RETRAINING_RUN: Final = "retraining_run"
 DOSSIER: Final = "dossier"
 APPROVAL_REQUEST: Final = "approval_request"
 PROMOTION: Final = "promotion"
+#: ``entity_id`` is ``"<model name>:<protocol version>"``.
+CHANGE_PROTOCOL: Final = "change_protocol"
+#: ``entity_id`` is the user's name.
+USER: Final = "user"
 
 # --- actions (``audit_log.action``, at most 64 characters) -------------------------------------
 
@@ -26,6 +30,27 @@ MODEL_DEPLOYED: Final = "model.deployed"
 ALERT_OPENED: Final = "alert.opened"
 ALERT_ACKNOWLEDGED: Final = "alert.acknowledged"
 ALERT_RESOLVED: Final = "alert.resolved"
+PROTOCOL_CREATED: Final = "protocol.created"
+USER_CREATED: Final = "user.created"
+RETRAINING_REQUESTED: Final = "retraining.requested"
+RETRAINING_STARTED: Final = "retraining.started"
+RETRAINING_SUCCEEDED: Final = "retraining.succeeded"
+RETRAINING_FAILED: Final = "retraining.failed"
+CANDIDATE_REGISTERED: Final = "candidate.registered"
+DOSSIER_CREATED: Final = "dossier.created"
+APPROVAL_REQUESTED: Final = "approval.requested"
+APPROVAL_SIGNED: Final = "approval.signed"
+APPROVAL_APPROVED: Final = "approval.approved"
+APPROVAL_REJECTED: Final = "approval.rejected"
+APPROVAL_WITHDRAWN: Final = "approval.withdrawn"
+APPROVAL_EXPIRED: Final = "approval.expired"
+PROMOTION_STARTED: Final = "promotion.started"
+PROMOTION_STAGE: Final = "promotion.stage_changed"
+PROMOTION_SUCCEEDED: Final = "promotion.succeeded"
+PROMOTION_FAILED: Final = "promotion.failed"
+ROLLBACK_STARTED: Final = "rollback.started"
+ROLLBACK_SUCCEEDED: Final = "rollback.succeeded"
+ROLLBACK_FAILED: Final = "rollback.failed"
 
 # --- actors for automatic actions --------------------------------------------------------------
 

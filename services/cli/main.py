@@ -126,12 +126,28 @@ def api(
 def worker(
     beat: Annotated[bool, typer.Option(help="Also run the beat scheduler in this process.")] = True,
     concurrency: Annotated[int, typer.Option(min=1)] = 1,
+    queues: Annotated[
+        str,
+        typer.Option(help="Comma-separated queues: monitoring and/or training (GPU workers)."),
+    ] = "monitoring",
 ) -> None:
-    """Run a Celery worker for the monitoring queue."""
+    """Run a Celery worker (monitoring queue by default; training for retraining runs)."""
     from services.core.processes import worker_argv
 
-    argv = worker_argv(beat=beat, concurrency=concurrency)
+    bad = {q for q in queues.split(",") if q not in ("monitoring", "training")}
+    if bad:
+        err.print(f"[red]error:[/red] unknown queue(s) {sorted(bad)}; use monitoring, training.")
+        raise typer.Exit(2)
+    argv = worker_argv(beat=beat, concurrency=concurrency, queues=queues)
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with the worker
+
+
+@app.command()
+def beat() -> None:
+    """Run the beat scheduler alone (exactly one per installation; workers then use --no-beat)."""
+    from services.core.processes import beat_argv
+
+    os.execv(sys.executable, beat_argv())  # noqa: S606 - replaces this process with beat
 
 
 @db_app.command("upgrade")

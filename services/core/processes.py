@@ -169,15 +169,33 @@ def api_process(
     return ManagedProcess("radwatch API", argv, env=env, log_path=log_path)
 
 
-def worker_argv(*, beat: bool, concurrency: int, pool: str | None = None) -> list[str]:
-    """Command line of a Celery worker on the monitoring queue (CLI, demo and tests share it)."""
+def worker_argv(
+    *, beat: bool, concurrency: int, pool: str | None = None, queues: str = "monitoring"
+) -> list[str]:
+    """Command line of a Celery worker (CLI, demo and tests share it). ``queues`` is a comma-
+    separated list: ``monitoring`` (monitors, alerts, lifecycle housekeeping) and/or
+    ``training`` (retraining runs, for GPU workers)."""
     argv = [sys.executable, "-m", "celery", "-A", "services.worker.app", "worker"]
-    argv += ["-Q", "monitoring", "--loglevel", "INFO", "--concurrency", str(concurrency)]
+    argv += ["-Q", queues, "--loglevel", "INFO", "--concurrency", str(concurrency)]
     if pool is not None:
         argv += ["--pool", pool, "--without-gossip", "--without-mingle"]
     if beat:
         argv.append("--beat")
     return argv
+
+
+def beat_argv() -> list[str]:
+    """Command line of the standalone beat scheduler (run exactly one)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "services.worker.app",
+        "beat",
+        "--loglevel",
+        "INFO",
+    ]
 
 
 def worker_process(
@@ -187,6 +205,7 @@ def worker_process(
     beat: bool = True,
     concurrency: int = 1,
     pool: str = "solo",
+    queues: str = "monitoring",
 ) -> ManagedProcess:
-    argv = worker_argv(beat=beat, concurrency=concurrency, pool=pool)
+    argv = worker_argv(beat=beat, concurrency=concurrency, pool=pool, queues=queues)
     return ManagedProcess("Celery worker", argv, env=env, log_path=log_path)

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: The pseudonymisation key used when none is configured. Fine for synthetic data, refused in
 #: production because it would make pseudonyms reversible by anyone who reads this file.
 DEV_PSEUDONYM_KEY = "radwatch-development-only-pseudonym-key"
+DEV_SESSION_SECRET = "radwatch-dev-session-secret-not-for-production"  # noqa: S105 (refused in production)
 
 
 class Settings(BaseSettings):
@@ -72,6 +73,15 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="Beat period of the webhook delivery sweep."
     )
 
+    #: Signs the safety officers' web session cookies and re-authentication tokens.
+    session_secret: str = DEV_SESSION_SECRET
+    #: A web session lasts this long; a decision needs the password again (or a re-auth token
+    #: younger than ``reauth_max_age_s``), whatever the session's age.
+    session_max_age_s: int = Field(default=8 * 3600, ge=60)
+    reauth_max_age_s: int = Field(default=300, ge=30, le=3600)
+    #: Celery queue of retraining runs (GPU workers consume it).
+    training_queue: str = "training"
+
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.environment == "production":
@@ -79,6 +89,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "RADWATCH_PSEUDONYM_KEY must be set to a secret in production; the built-in "
                     "development key would make study pseudonyms reversible."
+                )
+            if self.session_secret == DEV_SESSION_SECRET:
+                raise ValueError(
+                    "RADWATCH_SESSION_SECRET must be set to a secret in production; the built-in "
+                    "development value would let anyone forge sign-in sessions."
                 )
             if self.database_url is None or self.database_url.startswith("sqlite"):
                 raise ValueError("RADWATCH_DATABASE_URL must point at PostgreSQL in production.")

@@ -26,7 +26,7 @@ def create_celery(settings: Settings) -> Celery:
     app = Celery(
         "radwatch",
         broker=settings.resolved_broker_url,
-        include=["services.monitoring.tasks", "services.alerts.tasks"],
+        include=["services.monitoring.tasks", "services.alerts.tasks", "services.lifecycle.tasks"],
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app.conf.update(
@@ -40,6 +40,9 @@ def create_celery(settings: Settings) -> Celery:
         task_routes={
             "monitoring.*": {"queue": QUEUE_MONITORING},
             "alerts.*": {"queue": QUEUE_MONITORING},
+            "lifecycle.*": {"queue": QUEUE_MONITORING},
+            # Retraining runs go to GPU workers (``radwatch worker --queues training``).
+            "training.*": {"queue": settings.training_queue},
         },
         beat_schedule_filename=str((settings.data_dir / "celerybeat-schedule").resolve()),
         beat_schedule={
@@ -55,6 +58,11 @@ def create_celery(settings: Settings) -> Celery:
                 "task": "alerts.deliver_webhooks",
                 "schedule": settings.webhook_interval_s,
                 "options": {"queue": QUEUE_MONITORING, "expires": 2 * settings.webhook_interval_s},
+            },
+            "lifecycle-expire-approvals": {
+                "task": "lifecycle.expire_approvals",
+                "schedule": 60.0,
+                "options": {"queue": QUEUE_MONITORING, "expires": 120.0},
             },
         },
         worker_hijack_root_logger=False,
