@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.cog import builder as cogbuilder
@@ -50,6 +50,7 @@ from services.grafana.thresholds import (
     QUEUE_LAG_HIGH_S,
     SUBGROUP_MAX_GAP,
 )
+from services.monitoring.specs import Metric as PerformanceMetric
 
 TAGS = ["radwatch"]
 RI = "$__rate_interval"
@@ -616,7 +617,9 @@ def model_safety() -> dash_b.Dashboard:
     )
     d = d.with_row(row("Performance"))
     perf = "max by (site, finding, metric) ({m}{{{sel}, kind={kind}}})"
-    sel = f"{MODEL}, {SITE}, {MONITOR}"
+    # Only the metrics a performance monitor can be declared on (each has a floor); the
+    # monitors also report brier, prevalence and friends, which do not share this axis.
+    sel = f'{MODEL}, {SITE}, {MONITOR}, metric=~"{"|".join(get_args(PerformanceMetric))}"'
     d = d.with_panel(
         time_series(
             "Measured vs estimated performance",
@@ -653,7 +656,8 @@ def model_safety() -> dash_b.Dashboard:
                     "floor {{site}} {{finding}} {{metric}}",
                 ),
             ],
-            unit="percentunit",
+            unit="none",
+            min_value=0,
             dashed_refs=("B", "C", "E", "F"),
             width=24,
             height=10,
@@ -687,8 +691,8 @@ def lifecycle() -> dash_b.Dashboard:
             query_variable(
                 "model",
                 "Model",
-                "label_values(radwatch_model_routing, model)",
-                "Models with a routing entry (deployed at least once).",
+                "label_values(radwatch_retraining_runs, model)",
+                "Deployed models (the lifecycle gauges list every deployed model, with zeros).",
             )
         )
         .with_variable(

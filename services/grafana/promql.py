@@ -330,13 +330,21 @@ def check_expr(expr: str) -> Check:
 _LABEL_VALUES = re.compile(r"^\s*label_values\((?:(?P<selector>.+),\s*)?(?P<label>\w+)\)\s*$")
 
 
-def check_label_values(query: str) -> Check:
-    """Check a Grafana ``label_values(selector, label)`` variable query."""
+def parse_label_values(query: str) -> tuple[str, str] | None:
+    """``label_values(selector, label)`` -> ``(selector, label)``; None for any other query."""
     m = _LABEL_VALUES.match(query)
     if m is None or m.group("selector") is None:
+        return None
+    return m.group("selector"), m.group("label")
+
+
+def check_label_values(query: str) -> Check:
+    """Check a Grafana ``label_values(selector, label)`` variable query."""
+    parsed = parse_label_values(query)
+    if parsed is None:
         return Check(problems=[f"not a label_values(selector, label) query: {query!r}"])
-    result = check_expr(m.group("selector"))
-    label = m.group("label")
+    selector, label = parsed
+    result = check_expr(selector)
     for metric in result.metrics:
         found = resolve(metric)
         if found is not None and label not in found[1]:
