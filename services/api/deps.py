@@ -4,8 +4,8 @@ out from ``app.state``; nothing here connects at import time."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
@@ -18,6 +18,9 @@ from services.core.models import Role
 from services.core.settings import Settings
 from services.serving.client import TritonClient
 
+if TYPE_CHECKING:
+    from services.registry.mlflow_registry import MlflowRegistry
+
 
 @dataclass
 class AppState:
@@ -25,6 +28,17 @@ class AppState:
     engine: Engine
     sessions: sessionmaker[Session]
     triton: TritonClient
+    _registry: MlflowRegistry | None = field(default=None, repr=False)
+
+    @property
+    def registry(self) -> MlflowRegistry:
+        """The MLflow adapter, built on first use: only lifecycle routes need it, and opening an
+        MLflow store is slow enough that the prediction path should not pay for it."""
+        if self._registry is None:
+            from services.registry.mlflow_registry import MlflowRegistry
+
+            self._registry = MlflowRegistry(self.settings.resolved_mlflow_uri)
+        return self._registry
 
 
 def get_state(request: Request) -> AppState:

@@ -502,6 +502,10 @@ class AuditRecord(Base):
     """
 
     __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_entity", "entity_type", "entity_id", "id"),
+        Index("ix_audit_log_action", "action", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -515,3 +519,22 @@ class AuditRecord(Base):
     #: here instead of both appending after it.
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class ShadowPrediction(Base):
+    """The candidate's answer to a mirrored request during shadow: logged and compared with the
+    champion's event (``event_id``), never returned, and kept out of ``prediction_events`` so
+    monitors only ever see answers that reached a clinician."""
+
+    __tablename__ = "shadow_predictions"
+    __table_args__ = (Index("ix_shadow_model_version", "model_name", "candidate_version", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(128))
+    candidate_version: Mapped[int] = mapped_column(Integer)
+    champion_version: Mapped[int] = mapped_column(Integer)
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON)
+    champion_scores: Mapped[dict[str, Any]] = mapped_column(JSON)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import numpy.typing as npt
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -34,7 +34,7 @@ from services.metrics.registry import (
     EVENTS_REJECTED,
     PREDICTIONS,
 )
-from services.serving import service as serving
+from services.serving import routing, shadow
 
 router = APIRouter(tags=["predictions"])
 
@@ -75,6 +75,7 @@ _OPENAPI_BODY: dict[str, Any] = {
 )
 async def create_prediction(
     request: Request,
+    background: BackgroundTasks,
     state: StateDep,
     session: SessionDep,
     model: str | None = Query(None, description="Registered model name; default from settings."),
@@ -92,16 +93,30 @@ async def create_prediction(
         raise _unsupported(content_type)
 
     model_name = model or state.settings.model_name
-    deployment = await run_in_threadpool(serving.champion, session, model_name)
+    study_key = metadata.study_id or metadata.event_id or ""
+    chosen = await run_in_threadpool(routing.route, session, model_name, study_key)
     response = await run_in_threadpool(
         service.predict,
         session,
         settings=state.settings,
         triton=state.triton,
-        deployment=deployment,
+        deployment=chosen.answer,
         image=image,
         metadata=metadata,
     )
+    if chosen.shadow is not None and not response.duplicate:
+        # After the response is sent: the candidate's answer is logged, never returned, and
+        # its failure cannot fail or slow the clinical request.
+        background.add_task(
+            shadow.mirror,
+            state.sessions,
+            state.triton,
+            candidate=chosen.shadow,
+            champion_version=chosen.champion.model_version,
+            event_id=response.event_id,
+            champion_scores=response.scores,
+            image=image,
+        )
     if response.duplicate:
         EVENTS_DUPLICATE.labels("gateway").inc()
     else:

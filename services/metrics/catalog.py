@@ -324,6 +324,14 @@ CATALOG: tuple[MetricSpec, ...] = (
         "database",
     ),
     MetricSpec(
+        "radwatch_shadow_predictions_total",
+        "counter",
+        ("model", "outcome"),
+        "Mirrored candidate inferences during shadow, by model and outcome (stored, failed).",
+        "Lifecycle",
+        "process",
+    ),
+    MetricSpec(
         "radwatch_model_routing",
         "gauge",
         ("model", "mode", "champion_version", "candidate_version"),

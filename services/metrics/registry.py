@@ -58,3 +58,8 @@ LABELS_INGESTED = Counter(
     "Ground-truth labels received, by outcome (stored, duplicate, rejected).",
     ["outcome"],
 )
+SHADOW_PREDICTIONS = Counter(
+    "radwatch_shadow_predictions_total",
+    "Mirrored candidate inferences during shadow, by model and outcome (stored, failed).",
+    ["model", "outcome"],
+)

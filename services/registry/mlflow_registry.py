@@ -352,6 +352,13 @@ class MlflowRegistry:
             if alias in aliases:
                 self._client.delete_registered_model_alias(name, alias)
 
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """The version ``alias`` points at, or None when it is not set (no error)."""
+        with self._mlflow(f"Alias {alias!r} of model {name!r}"):
+            aliases = self._client.get_registered_model(name).aliases or {}
+            value = aliases.get(alias)
+            return None if value is None else int(value)
+
     def get_version(self, name: str, version: int) -> ModelVersionInfo:
         with self._mlflow(f"Model {name!r} version {version}"):
             return _info(self._client.get_model_version(name, str(version)))
