@@ -278,6 +278,9 @@ def test_every_dashboard_file_in_the_chart_becomes_a_configmap() -> None:
     by_key = {key: data for doc in dashboards.values() for key, data in doc["data"].items()}
     for path in files:
         assert json.loads(by_key[path.name]) == json.loads(path.read_text()), path.name
+    for doc in dashboards.values():
+        # the API server refuses ConfigMaps over 1 MiB
+        assert len(json.dumps(doc).encode()) < 1024 * 1024, doc["metadata"]["name"]
 
 
 def test_the_chart_rules_file_makes_a_valid_prometheus_rule() -> None:
