@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from services.cli import audit as audit_cli
+from services.cli import lifecycle as lifecycle_cli
 from services.cli import monitor as monitor_cli
 from services.cli import monitors as monitors_cli
 from services.core.errors import RadwatchError
@@ -29,6 +30,9 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(monitors_cli.app, name="monitors")
 app.add_typer(audit_cli.app, name="audit")
+app.add_typer(lifecycle_cli.users_app, name="users")
+app.add_typer(lifecycle_cli.promote_app, name="promote")
+app.command("rollback")(lifecycle_cli.rollback)
 metrics_app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
 app.add_typer(metrics_app, name="metrics")
 

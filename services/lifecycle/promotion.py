@@ -47,6 +47,7 @@ from services.core.models import (
 )
 from services.lifecycle import approvals, protocols
 from services.lifecycle.protocol import ChangeProtocolDocument
+from services.registry.protocols import ModelVersionInfo
 from services.serving import repository as deployments
 from services.serving import shadow
 from services.serving.client import TritonClient
@@ -68,6 +69,7 @@ class AliasRegistry(Protocol):
     def delete_alias(self, name: str, alias: str) -> None: ...
     def alias_version(self, name: str, alias: str) -> int | None: ...
     def load_model(self, name: str, version: int) -> RadiographNet: ...
+    def get_version(self, name: str, version: int) -> ModelVersionInfo: ...
 
 
 @dataclass

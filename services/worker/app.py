@@ -59,6 +59,16 @@ def create_celery(settings: Settings) -> Celery:
                 "schedule": settings.webhook_interval_s,
                 "options": {"queue": QUEUE_MONITORING, "expires": 2 * settings.webhook_interval_s},
             },
+            "lifecycle-advance-promotions": {
+                "task": "lifecycle.advance_promotions",
+                "schedule": settings.monitor_interval_s,
+                "options": {"queue": QUEUE_MONITORING, "expires": 2 * settings.monitor_interval_s},
+            },
+            "lifecycle-rollback-watch": {
+                "task": "lifecycle.rollback_watch",
+                "schedule": settings.monitor_interval_s,
+                "options": {"queue": QUEUE_MONITORING, "expires": 2 * settings.monitor_interval_s},
+            },
             "lifecycle-expire-approvals": {
                 "task": "lifecycle.expire_approvals",
                 "schedule": 60.0,
