@@ -387,6 +387,38 @@ class MlflowRegistry:
         infos = [_info(mv, aliases=by_version.get(str(mv.version), [])) for mv in versions]
         return sorted(infos, key=lambda i: i.version)
 
+    def run_params(self, run_id: str) -> dict[str, str]:
+        """The parameters a run logged (all values are strings, as MLflow stores them).
+
+        Retraining reads the champion's recorded ``TrainConfig`` from here to regenerate its
+        original training data for replay.
+        """
+        with self._mlflow(f"Parameters of run {run_id!r}"):
+            return {str(k): str(v) for k, v in self._client.get_run(run_id).data.params.items()}
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        """The tags of a run (lineage tags are ``radwatch.*``)."""
+        with self._mlflow(f"Tags of run {run_id!r}"):
+            return {str(k): str(v) for k, v in self._client.get_run(run_id).data.tags.items()}
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        """Store ``text`` as the run's artifact ``artifact_file`` (e.g. ``dossier/dossier.json``).
+
+        Allowed on finished runs: evidence computed after training (the dossier) is attached to
+        the run that produced the candidate, so MLflow shows both together.
+        """
+        with self._mlflow(f"Logging {artifact_file!r} to run {run_id!r}"):
+            self._client.log_text(run_id, text, artifact_file)
+
+    def read_text(self, run_id: str, artifact_file: str) -> str:
+        """The text of one artifact of a run."""
+        with (
+            tempfile.TemporaryDirectory(prefix="radwatch-dl-") as tmp,
+            self._mlflow(f"Downloading {artifact_file!r} of run {run_id!r}"),
+        ):
+            path = self._client.download_artifacts(run_id, artifact_file, tmp)
+            return Path(path).read_text(encoding="utf-8")
+
     # --- artifacts -----------------------------------------------------------------------------
 
     @contextlib.contextmanager

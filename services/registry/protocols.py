@@ -77,6 +77,22 @@ class ModelRegistry(Protocol):
         """All versions of ``name``, oldest (lowest version) first."""
         ...
 
+    def run_params(self, run_id: str) -> dict[str, str]:
+        """The parameters a training run recorded (values as strings)."""
+        ...
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        """The tags of a run (lineage tags are ``radwatch.*``)."""
+        ...
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        """Attach a text artifact to a (possibly finished) run."""
+        ...
+
+    def read_text(self, run_id: str, artifact_file: str) -> str:
+        """The text of one artifact of a run."""
+        ...
+
     def load_model(self, name: str, version: int) -> RadiographNet:
         """The version's trainable model, in eval mode on the CPU."""
         ...
