@@ -346,8 +346,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         },
         "mlflow": {"allowedHosts": ["mlflow.hospital.example"]},
     },
-    # In-chart PostgreSQL and Redis, models and artifacts in an object store, a site worker,
-    # and the Prometheus Operator objects.
+    # In-chart PostgreSQL and Redis, models and artifacts in an object store, a second GPU
+    # worker pool, and the Prometheus Operator objects.
     "bundled-object-store": {
         "redis": {"persistence": {"enabled": True, "storageClass": "fast"}},
         "postgresql": {"persistence": {"size": "50Gi", "storageClass": "fast"}},
@@ -364,7 +364,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "artifacts": {"destination": "s3://models/mlflow", "existingSecret": "mlflow-s3"}
         },
         "workers": {
-            "site-a": {"queues": ["site.a"], "autoscaling": {"enabled": False}, "replicas": 2}
+            "training-h100": {
+                "queues": ["training"],
+                "gpus": 1,
+                "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+                "autoscaling": {"enabled": False},
+                "replicas": 2,
+            }
         },
         "metrics": {
             "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},

@@ -132,28 +132,33 @@ def test_api_command_and_probes_use_real_cli_options_and_routes(api_get_routes: 
         assert http_get["path"] in api_get_routes, f"{probe} path {http_get['path']} is no route"
 
 
-def test_celery_commands_use_real_celery_options() -> None:
+def _options(command: Any) -> set[str]:
+    return {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+
+
+def test_worker_and_beat_commands_use_real_cli_and_celery_options() -> None:
+    import typer.main
     from celery.bin.celery import celery
 
-    def options(command: Any) -> set[str]:
-        return {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+    from services.cli.main import app as cli
 
+    commands = typer.main.get_command(cli).commands  # type: ignore[attr-defined]
     manifests = render(SCENARIOS["gpu-training"])
     checked = 0
     for doc in of_kind(manifests, "Deployment").values():
         for container in containers(doc):
             command = container["command"]
-            if command[0] != "celery":
+            if command[:2] not in (["radwatch", "worker"], ["radwatch", "beat"]):
                 continue
-            assert command[1:3] == ["-A", "services.worker.app"]
-            sub = command[3]
-            flags = {t for t in command[4:] if t.startswith("-")}
-            assert flags <= options(celery.commands[sub]), (doc["metadata"]["name"], flags)
-            if sub == "worker":
+            flags = {t for t in command[2:] if t.startswith("-")}
+            assert flags <= _options(commands[command[1]]), (doc["metadata"]["name"], flags)
+            if command[1] == "worker":
                 probe = container["livenessProbe"]["exec"]["command"][-1].split()
                 assert probe[1:6] == ["celery", "-A", "services.worker.app", "inspect", "ping"]
-                flags = {t for t in probe if t.startswith("--")}
-                assert flags <= options(celery.commands["inspect"])
+                assert probe[probe.index("--destination") + 1] == '"celery@$HOSTNAME"'
+                assert {t for t in probe if t.startswith("--")} <= _options(
+                    celery.commands["inspect"]
+                )
             checked += 1
     assert checked == 3  # monitoring, training, beat
 
@@ -164,7 +169,7 @@ def test_beat_is_a_singleton_and_workers_do_not_run_beat(scenario: str) -> None:
     beat = one(manifests, "Deployment", name("beat"))
     assert beat["spec"]["replicas"] == 1
     assert beat["spec"]["strategy"] == {"type": "Recreate"}
-    assert containers(beat)[0]["command"][3] == "beat"
+    assert containers(beat)[0]["command"] == ["radwatch", "beat"]
     targets = {
         h["spec"]["scaleTargetRef"]["name"]
         for h in of_kind(manifests, "HorizontalPodAutoscaler").values()
@@ -176,7 +181,8 @@ def test_beat_is_a_singleton_and_workers_do_not_run_beat(scenario: str) -> None:
         if doc is not beat:
             command = containers(doc)[0]["command"]
             assert "--beat" not in command
-            assert "-B" not in command
+            if command[:2] == ["radwatch", "worker"]:
+                assert "--no-beat" in command  # `radwatch worker` starts beat unless told not to
 
 
 def test_training_worker_gets_gpus_node_selector_and_tolerations() -> None:
@@ -196,7 +202,7 @@ def test_training_worker_gets_gpus_node_selector_and_tolerations() -> None:
     }
     assert pod_spec(training)["tolerations"] == values["tolerations"]
     command = container["command"]
-    assert command[command.index("-Q") + 1] == "training"
+    assert command[command.index("--queues") + 1] == "training"
     assert command[command.index("--concurrency") + 1] == "1"
     assert pod_spec(training)["terminationGracePeriodSeconds"] == 600
     # autoscaling is off for training by default: a fixed replica count and no HPA
@@ -210,15 +216,16 @@ def test_training_worker_gets_gpus_node_selector_and_tolerations() -> None:
     assert containers(triton)[0]["resources"]["limits"]["nvidia.com/gpu"] == 1
 
 
-def test_a_site_worker_needs_only_its_queue() -> None:
+def test_an_extra_worker_pool_inherits_worker_defaults() -> None:
     manifests = render(SCENARIOS["bundled-object-store"])
-    site = one(manifests, "Deployment", name("worker-site-a"))
-    (container,) = containers(site)
-    assert container["command"][container["command"].index("-Q") + 1] == "site.a"
-    assert container["command"][container["command"].index("--hostname") + 1] == "site-a@%h"
-    assert site["spec"]["replicas"] == 2  # autoscaling.enabled=false overrode the default
-    assert name("worker-site-a") not in of_kind(manifests, "HorizontalPodAutoscaler")
-    assert name("worker-site-a") in of_kind(manifests, "PodDisruptionBudget")  # inherited
+    pool = one(manifests, "Deployment", name("worker-training-h100"))
+    (container,) = containers(pool)
+    assert container["command"][container["command"].index("--queues") + 1] == "training"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod_spec(pool)["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert pool["spec"]["replicas"] == 2  # autoscaling.enabled=false overrode the default
+    assert name("worker-training-h100") not in of_kind(manifests, "HorizontalPodAutoscaler")
+    assert name("worker-training-h100") in of_kind(manifests, "PodDisruptionBudget")  # inherited
     assert container["resources"]["requests"] == {"cpu": "500m", "memory": "2Gi"}  # inherited
 
 
@@ -312,7 +319,12 @@ def test_configmaps_hold_only_non_secret_settings(scenario: str) -> None:
     config = one(manifests, "ConfigMap", name("config"))["data"]
     fields = {f"RADWATCH_{f.upper()}" for f in Settings.model_fields}
     assert set(config) <= fields, set(config) - fields
-    secret_env = {"RADWATCH_DATABASE_URL", "RADWATCH_BROKER_URL", "RADWATCH_PSEUDONYM_KEY"}
+    secret_env = {
+        "RADWATCH_DATABASE_URL",
+        "RADWATCH_BROKER_URL",
+        "RADWATCH_PSEUDONYM_KEY",
+        "RADWATCH_SESSION_SECRET",
+    }
     assert secret_env.isdisjoint(config)
     if not SCENARIOS[scenario].get("secrets", {}).get("existingSecret"):
         generated = _secret_data(manifests)
@@ -330,6 +342,85 @@ def test_configmaps_hold_only_non_secret_settings(scenario: str) -> None:
                 assert set(env) <= fields | {"HOME"}, set(env) - fields
                 for var in secret_env:
                     assert "secretKeyRef" in env[var]["valueFrom"], (doc["metadata"]["name"], var)
+
+
+#: Settings the chart leaves at their defaults on purpose. training_queue: `radwatch worker
+#: --queues` accepts only "monitoring" and "training", so renaming the queue would strand workers.
+LEFT_AT_DEFAULT = {"training_queue"}
+
+
+def _container_env(manifests: list[Manifest], container: dict[str, Any]) -> dict[str, str]:
+    """The environment a container would get, resolved from the rendered ConfigMaps/Secrets."""
+    configmaps = {n: cm.get("data", {}) for n, cm in of_kind(manifests, "ConfigMap").items()}
+    secrets = {
+        n: {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
+        for n, s in of_kind(manifests, "Secret").items()
+    }
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(configmaps[source["configMapRef"]["name"]])
+    for entry in container.get("env", []):
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            env[entry["name"]] = secrets[ref["name"]][ref["key"]]
+    return env
+
+
+def _settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    import os
+
+    from services.core.settings import Settings
+
+    for key in list(os.environ):
+        if key.startswith("RADWATCH_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+@pytest.mark.parametrize(
+    "scenario", [s for s in SCENARIOS if not SCENARIOS[s].get("secrets", {}).get("existingSecret")]
+)
+def test_rendered_configuration_passes_the_production_settings_checks(
+    scenario: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a radwatch pod gets is accepted by Settings, which refuses development secrets and
+    SQLite in production: a missing secret setting would crash every pod at start."""
+    manifests = render(SCENARIOS[scenario])
+    for component in ("api", "worker-monitoring", "beat"):
+        (container,) = containers(one(manifests, "Deployment", name(component)))
+        settings = _settings_from(_container_env(manifests, container), monkeypatch)
+        assert settings.environment == "production"
+        assert settings.database_url.startswith("postgresql+psycopg://")
+        assert settings.broker_url.startswith(("redis://", "rediss://"))
+        assert str(settings.data_dir) == "/var/lib/radwatch"
+
+
+def test_production_settings_check_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from services.core.settings import DEV_SESSION_SECRET
+
+    manifests = render({"secrets": {"sessionSecret": DEV_SESSION_SECRET}})
+    (container,) = containers(one(manifests, "Deployment", name("api")))
+    with pytest.raises(ValidationError, match="RADWATCH_SESSION_SECRET"):
+        _settings_from(_container_env(manifests, container), monkeypatch)
+
+
+def test_every_setting_is_configured_by_the_chart() -> None:
+    """A new field in Settings fails this test until the chart sets it (or it is listed in
+    LEFT_AT_DEFAULT with the reason)."""
+    from services.core.settings import Settings
+
+    manifests = render(SCENARIOS["shared-model-repository"])
+    (container,) = containers(one(manifests, "Deployment", name("api")))
+    configured = set(_container_env(manifests, container))
+    fields = {f"RADWATCH_{f.upper()}": f for f in Settings.model_fields}
+    missing = {field for env, field in fields.items() if env not in configured}
+    assert missing == LEFT_AT_DEFAULT
 
 
 def test_existing_secret_is_referenced_and_no_secret_is_created() -> None:
@@ -361,6 +452,7 @@ def test_generated_secret_is_consistent_with_the_in_chart_databases() -> None:
     assert data["mlflow-backend-store-uri"].endswith(f"{name('postgresql')}:5432/mlflow")
     assert data["broker-url"] == f"redis://:{data['redis-password']}@{name('redis')}:6379/0"
     assert len(data["pseudonym-key"]) >= 32
+    assert len(data["session-secret"]) >= 32
     pg = one(manifests, "StatefulSet", name("postgresql"))
     ref = env_map(containers(pg)[0])["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": name("secrets"), "key": "postgres-password"}
@@ -455,9 +547,14 @@ def test_shared_model_repository_is_mounted_at_the_settings_path() -> None:
         volumes = {v["name"]: v for v in pod_spec(doc)["volumes"]}
         assert volumes["triton-models"]["persistentVolumeClaim"]["claimName"] == claim
         mounts = {m["name"]: m["mountPath"] for m in containers(doc)[0]["volumeMounts"]}
-        # Settings.triton_repository is data_dir / "triton-models"
-        assert mounts["triton-models"] == "/var/lib/radwatch/triton-models"
-        assert mounts["data"] == "/var/lib/radwatch"
+        assert mounts["triton-models"] == "/models"  # where Triton mounts it too
+    config = one(manifests, "ConfigMap", name("config"))["data"]
+    assert config["RADWATCH_TRITON_MODEL_REPOSITORY"] == "/models"
+    triton = containers(one(manifests, "Deployment", name("triton")))[0]
+    assert {"name": "models", "mountPath": "/models"} in triton["volumeMounts"]
+    assert (
+        "RADWATCH_TRITON_MODEL_REPOSITORY" not in one(render(), "ConfigMap", name("config"))["data"]
+    )
 
 
 def test_object_store_repositories_for_triton_and_mlflow() -> None:

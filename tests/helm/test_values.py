@@ -45,9 +45,9 @@ BROKEN: list[tuple[str, dict[str, Any], str]] = [
     ("alpha-out-of-range", {"config": {"monitorAlpha": 1.5}}, "/config/monitorAlpha"),
     ("window-too-small", {"config": {"monitorWindow": 5}}, "/config/monitorWindow"),
     ("bad-environment", {"config": {"environment": "staging"}}, "/config/environment"),
-    ("worker-without-queues", {"workers": {"site-a": {"concurrency": 2}}}, "queues"),
-    ("bad-queue-name", {"workers": {"site-a": {"queues": ["site a"]}}}, "/workers/site-a/queues"),
-    ("bad-worker-name", {"workers": {"Site_A": {"queues": ["site.a"]}}}, "Site_A"),
+    ("worker-without-queues", {"workers": {"pool-b": {"concurrency": 2}}}, "queues"),
+    ("unknown-queue", {"workers": {"pool-b": {"queues": ["site.a"]}}}, "/workers/pool-b/queues"),
+    ("bad-worker-name", {"workers": {"Pool_B": {"queues": ["monitoring"]}}}, "Pool_B"),
     ("unknown-worker-key", {"workers": {"training": {"gpu": 1}}}, "gpu"),
     ("object-store-without-url", {"triton": {"modelRepository": {"type": "objectStore"}}}, "url"),
     (

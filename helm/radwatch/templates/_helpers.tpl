@@ -130,6 +130,7 @@ env:
   {{- include "radwatch.secretEnv" (dict "root" . "env" "RADWATCH_DATABASE_URL" "key" .Values.secrets.keys.databaseUrl) | nindent 2 }}
   {{- include "radwatch.secretEnv" (dict "root" . "env" "RADWATCH_BROKER_URL" "key" .Values.secrets.keys.brokerUrl) | nindent 2 }}
   {{- include "radwatch.secretEnv" (dict "root" . "env" "RADWATCH_PSEUDONYM_KEY" "key" .Values.secrets.keys.pseudonymKey) | nindent 2 }}
+  {{- include "radwatch.secretEnv" (dict "root" . "env" "RADWATCH_SESSION_SECRET" "key" .Values.secrets.keys.sessionSecret) | nindent 2 }}
   # Python, torch and matplotlib write caches under $HOME; the root filesystem is read-only.
   - name: HOME
     value: /tmp
@@ -150,9 +151,9 @@ envFrom:
   mountPath: {{ .Values.config.dataDir }}
 - name: tmp
   mountPath: /tmp
-{{- if and .Values.triton.enabled (eq .Values.triton.modelRepository.type "pvc") .Values.triton.modelRepository.pvc.mountInRadwatch }}
+{{- if include "radwatch.sharedModelRepository" . }}
 - name: triton-models
-  mountPath: {{ printf "%s/triton-models" (trimSuffix "/" .Values.config.dataDir) }}
+  mountPath: /models
 {{- end }}
 {{- end }}
 
@@ -161,11 +162,21 @@ envFrom:
   emptyDir: {}
 - name: tmp
   emptyDir: {}
-{{- if and .Values.triton.enabled (eq .Values.triton.modelRepository.type "pvc") .Values.triton.modelRepository.pvc.mountInRadwatch }}
+{{- if include "radwatch.sharedModelRepository" . }}
 - name: triton-models
   persistentVolumeClaim:
     claimName: {{ include "radwatch.tritonClaimName" . }}
 {{- end }}
+{{- end }}
+
+{{/*
+"true" when the radwatch pods mount Triton's repository PVC at /models (the path Triton uses
+too) and point RADWATCH_TRITON_MODEL_REPOSITORY at it, so `radwatch deploy` run in a pod exports
+where Triton loads from; empty otherwise.
+*/}}
+{{- define "radwatch.sharedModelRepository" -}}
+{{- $repo := .Values.triton.modelRepository }}
+{{- if and .Values.triton.enabled (eq $repo.type "pvc") $repo.pvc.mountInRadwatch }}true{{ end }}
 {{- end }}
 
 {{- define "radwatch.tritonClaimName" -}}
@@ -204,7 +215,7 @@ affinity:
 {{- define "radwatch.checksums" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
 {{- if not .Values.secrets.existingSecret }}
-checksum/secret-values: {{ pick .Values.secrets "databaseUrl" "brokerUrl" "pseudonymKey" "mlflowBackendStoreUri" "postgresPassword" "redisPassword" | toJson | sha256sum }}
+checksum/secret-values: {{ pick .Values.secrets "databaseUrl" "brokerUrl" "pseudonymKey" "sessionSecret" "mlflowBackendStoreUri" "postgresPassword" "redisPassword" | toJson | sha256sum }}
 {{- end }}
 {{- with .Values.podAnnotations }}
 {{ toYaml . }}
