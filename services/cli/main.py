@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from services.cli import audit as audit_cli
+from services.cli import grafana as grafana_cli
 from services.cli import lifecycle as lifecycle_cli
 from services.cli import monitor as monitor_cli
 from services.cli import monitors as monitors_cli
@@ -30,6 +31,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(monitors_cli.app, name="monitors")
 app.add_typer(audit_cli.app, name="audit")
+app.add_typer(grafana_cli.app, name="grafana")
 app.add_typer(lifecycle_cli.users_app, name="users")
 app.add_typer(lifecycle_cli.promote_app, name="promote")
 app.command("rollback")(lifecycle_cli.rollback)

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     )
     triton_url: str = Field(default="127.0.0.1:8000", description="Triton HTTP host:port.")
     triton_metrics_url: str | None = None
+    triton_model_repository: Path | None = Field(
+        default=None, description="Triton's model repository; default data_dir/triton-models."
+    )
 
     model_name: str = Field(default="cxr-classifier", description="Default model for predictions.")
     pseudonym_key: str = DEV_PSEUDONYM_KEY
@@ -121,6 +124,9 @@ class Settings(BaseSettings):
 
     @property
     def triton_repository(self) -> Path:
+        """Triton's model repository as this process sees it (a shared volume in Kubernetes)."""
+        if self.triton_model_repository is not None:
+            return self.triton_model_repository.resolve()
         return (self.data_dir / "triton-models").resolve()
 
 

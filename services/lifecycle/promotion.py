@@ -102,15 +102,17 @@ class _Aliases:
 
         return restore
 
+    # The undo is registered before the move: a move that fails after MLflow applied it (a
+    # timeout on the answer) is still undone, and undoing a move that never happened is a no-op.
     def set(self, alias: str, version: int) -> None:
         before = self.registry.alias_version(self.model, alias)
-        self.registry.set_alias(self.model, alias, version)
         self.undo.add(f"alias {alias}", self._restore(alias, before))
+        self.registry.set_alias(self.model, alias, version)
 
     def delete(self, alias: str) -> None:
         before = self.registry.alias_version(self.model, alias)
-        self.registry.delete_alias(self.model, alias)
         self.undo.add(f"alias {alias}", self._restore(alias, before))
+        self.registry.delete_alias(self.model, alias)
 
 
 @dataclass

@@ -54,3 +54,11 @@ def promotion_counts(session: Session) -> dict[tuple[str, str, str], int]:
 
 def all_routing(session: Session) -> Sequence[ModelRouting]:
     return session.scalars(select(ModelRouting)).all()
+
+
+def champions(session: Session) -> dict[str, int]:
+    """Active champion version of every model."""
+    stmt = select(Deployment.model_name, Deployment.model_version).where(
+        Deployment.active, Deployment.role == "champion"
+    )
+    return {m: int(v) for m, v in session.execute(stmt)}

@@ -204,10 +204,17 @@ class DatabaseCollector(Collector):
                 at = at.replace(tzinfo=UTC)
             age = max(0.0, (now - at).total_seconds()) if at is not None else 0.0
             f["pending_age"].add_metric([model], age)
+        routed = set()
         for r in lifecycle.all_routing(session):
+            routed.add(r.model_name)
             candidate = "" if r.candidate_version is None else str(r.candidate_version)
             f["routing"].add_metric([r.model_name, r.mode, str(r.champion_version), candidate], 1.0)
             f["canary"].add_metric([r.model_name], r.canary_share if r.mode == "canary" else 0.0)
+        # A model never promoted by radwatch has no routing row: its champion answers everything.
+        for model, version in lifecycle.champions(session).items():
+            if model not in routed:
+                f["routing"].add_metric([model, "champion", str(version), ""], 1.0)
+                f["canary"].add_metric([model], 0.0)
 
 
 def _kind_from_details(details: dict[str, Any]) -> str | None:
