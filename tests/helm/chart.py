@@ -84,6 +84,14 @@ def name(component: str) -> str:
     return f"{RELEASE}-radwatch-{component}"
 
 
+WORKLOADS = ("Deployment", "StatefulSet", "Job")
+
+
+def workloads(manifests: list[Manifest]) -> dict[str, dict[str, Any]]:
+    """Pod-owning resources by "Kind/name"."""
+    return {f"{m.kind}/{m.name}": m.doc for m in manifests if m.kind in WORKLOADS}
+
+
 def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     spec = doc["spec"]
     if doc["kind"] in {"Deployment", "StatefulSet", "Job"}:
