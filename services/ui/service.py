@@ -1,0 +1,451 @@
+"""What the sign-off pages show and who may do what on them.
+
+Policy (the rules themselves are enforced by :mod:`services.lifecycle.approvals`; this module
+decides what to offer, so nobody is shown a form that would only be refused):
+
+- Anyone with a user account signs in: ``clinical_safety_officer``, ``auditor`` and
+  ``mlops_engineer``. All three read the approvals list, dossiers and history: engineers need to
+  see why a candidate was rejected, auditors review the record.
+- Only a ``clinical_safety_officer`` is offered the decision form, and only on a pending,
+  unexpired request that they did not trigger or train (four eyes) and have not signed yet.
+  Anyone else sees why not, in words.
+
+Services never commit; the request dependency does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from services.auth import users
+from services.core.errors import NotFoundError
+from services.core.models import ApprovalDecision, ApprovalRequest, Promotion, Role
+from services.lifecycle import approvals
+from services.ui import repository
+from services.ui.cookies import WebSession
+from services.ui.render import (
+    Node,
+    Plot,
+    ago,
+    fmt_time,
+    fmt_value,
+    humanize,
+    iso,
+    plot,
+    to_node,
+    until,
+    utc,
+)
+
+STATES = (
+    approvals.PENDING,
+    approvals.APPROVED,
+    approvals.REJECTED,
+    approvals.WITHDRAWN,
+    approvals.EXPIRED,
+)
+ROLE_LABELS = {
+    Role.CLINICAL_SAFETY_OFFICER: "clinical safety officer",
+    Role.MLOPS_ENGINEER: "MLOps engineer",
+    Role.AUDITOR: "auditor",
+}
+#: The dossier sections in reading order; others the generator adds follow, in its order.
+SECTION_ORDER = (
+    "data",
+    "performance",
+    "fairness",
+    "calibration",
+    "robustness",
+    "sites",
+    "drift_evidence",
+)
+HISTORY_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class Viewer:
+    name: str
+    role: Role
+
+    @property
+    def role_label(self) -> str:
+        return ROLE_LABELS.get(self.role, self.role.value)
+
+    @property
+    def may_sign(self) -> bool:
+        return self.role == Role.CLINICAL_SAFETY_OFFICER
+
+
+def signed_in(session: Session, web: WebSession) -> Viewer | None:
+    """The person behind a valid session cookie, if their account still exists, is enabled and
+    still has the role the cookie was issued for (a role change signs them out)."""
+    user = users.by_name(session, web.name)
+    if user is None or user.disabled_at is not None or user.role != web.role:
+        return None
+    return Viewer(name=user.name, role=user.role)
+
+
+def sign_in(session: Session, name: str, password: str) -> Viewer:
+    user = users.authenticate_password(session, name.strip(), password)
+    return Viewer(name=user.name, role=user.role)
+
+
+# --- the approvals list ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    id: int
+    model_name: str
+    candidate_version: int
+    state: str
+    criteria_passed: bool
+    override: bool
+    approvals: int
+    needed: int
+    requested_by: str
+    created_at: str
+    created_iso: str
+    age: str
+    expires_at: str
+    expires_iso: str
+    expiry: str
+    decided_at: str
+
+
+def needed(request: ApprovalRequest) -> int:
+    """Approvals this request needs to be approved: a candidate that failed its criteria can
+    only be approved as an override, which always needs two people."""
+    if not request.criteria_passed:
+        return max(2, request.required_approvals)
+    return approvals.approvals_needed(request)
+
+
+def _row(request: ApprovalRequest, n_approvals: int, now: datetime) -> RequestRow:
+    pending = request.state == approvals.PENDING
+    return RequestRow(
+        id=request.id,
+        model_name=request.model_name,
+        candidate_version=request.candidate_version,
+        state=request.state,
+        criteria_passed=request.criteria_passed,
+        override=request.override,
+        approvals=n_approvals,
+        needed=needed(request),
+        requested_by=request.requested_by,
+        created_at=fmt_time(request.created_at),
+        created_iso=iso(request.created_at),
+        age=ago(request.created_at, now),
+        expires_at=fmt_time(request.expires_at),
+        expires_iso=iso(request.expires_at),
+        expiry=until(request.expires_at, now) if pending else "",
+        decided_at=fmt_time(request.decided_at),
+    )
+
+
+def approval_rows(session: Session, *, state: str | None, now: datetime) -> list[RequestRow]:
+    requests = approvals.list_requests(session, state=state)
+    counts = repository.approval_counts(session, [r.id for r in requests])
+    return [_row(r, counts.get(r.id, 0), now) for r in requests]
+
+
+# --- the dossier page --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    passed: bool | None
+    value: str
+    threshold: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    approver: str
+    decision: str
+    override: bool
+    reason: str
+    reauth: str
+    signature: str
+    signed_at: str
+
+
+@dataclass(frozen=True)
+class Section:
+    anchor: str
+    title: str
+    node: Node
+
+
+@dataclass(frozen=True)
+class DossierPage:
+    request: RequestRow
+    conflicted: list[str]
+    champion_version: int | None
+    protocol_version: int | None
+    dossier_id: int
+    dossier_created_at: str
+    passed: bool
+    criteria: list[Criterion]
+    failed: int
+    plots: list[Plot]
+    sections: list[Section]
+    decisions: list[DecisionRow]
+    #: Why the viewer may not decide, in words; empty when the form is offered.
+    blockers: list[str] = field(default_factory=list)
+
+    @property
+    def may_decide(self) -> bool:
+        return not self.blockers
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "; ".join(f"{humanize(k)} {fmt_value(v)}" for k, v in value.items())
+    return fmt_value(value) if value is not None else "—"
+
+
+def _criteria(document: Mapping[str, Any]) -> list[Criterion]:
+    raw = document.get("criteria")
+    if not isinstance(raw, list):
+        return []
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            continue
+        passed = item.get("passed")
+        out.append(
+            Criterion(
+                name=str(item.get("name") or f"criterion {i + 1}"),
+                passed=passed if isinstance(passed, bool) else None,
+                value=_cell(item.get("value")),
+                threshold=_cell(item.get("threshold")),
+                detail=str(item.get("detail") or ""),
+            )
+        )
+    return out
+
+
+def _sections(document: Mapping[str, Any]) -> list[Section]:
+    raw = document.get("sections")
+    if not isinstance(raw, Mapping):
+        return []
+    keys = [k for k in SECTION_ORDER if k in raw] + [k for k in raw if k not in SECTION_ORDER]
+    return [
+        Section(anchor=f"section-{k}", title=humanize(k), node=to_node(raw[k], key=k)) for k in keys
+    ]
+
+
+def _plots(document: Mapping[str, Any]) -> list[Plot]:
+    raw = document.get("plots")
+    if not isinstance(raw, Mapping):
+        return []
+    found = (plot(str(k), v) for k, v in raw.items())
+    return [p for p in found if p is not None]
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def blockers(
+    viewer: Viewer,
+    request: ApprovalRequest,
+    signed: Sequence[ApprovalDecision],
+    now: datetime,
+) -> list[str]:
+    """Why ``viewer`` may not decide on ``request`` now; the same rules ``approvals.decide``
+    enforces, checked first so that the page can say so instead of offering a doomed form."""
+    reasons = []
+    who = f"{request.model_name} version {request.candidate_version}"
+    if request.state != approvals.PENDING:
+        reasons.append(f"This request is {request.state}; it can no longer be decided.")
+    elif utc(request.expires_at) <= utc(now):
+        reasons.append(
+            f"This request expired at {fmt_time(request.expires_at)}; it can no longer be decided."
+        )
+    if viewer.name in (request.conflicted or {}).get("names", []):
+        reasons.append(
+            f"Four-eyes rule: you ({viewer.name}) triggered or trained {who}, so you may not "
+            "decide on it. Another clinical safety officer must review it."
+        )
+    if viewer.role.value != request.approver_role:
+        reasons.append(
+            f"You are signed in as {viewer.role_label}: this page is read-only for you. Only a "
+            "clinical safety officer may sign decisions."
+        )
+    mine = [d for d in signed if d.approver == viewer.name]
+    if mine:
+        reasons.append(
+            f"You already signed this request ({mine[0].decision}, "
+            f"{fmt_time(mine[0].signed_at)}). Any further approval must come from another "
+            "clinical safety officer."
+        )
+    return reasons
+
+
+def dossier_page(
+    session: Session, *, request_id: int, viewer: Viewer, now: datetime
+) -> DossierPage:
+    request = approvals.get(session, request_id)
+    dossier = repository.dossier(session, request.dossier_id)
+    if dossier is None:
+        raise NotFoundError(f"The dossier of approval request {request_id} is missing.")
+    document: Mapping[str, Any] = dossier.document if isinstance(dossier.document, dict) else {}
+    signed = approvals.decisions(session, request.id)
+    criteria = _criteria(document)
+    n_approvals = sum(1 for d in signed if d.decision == "approve")
+    return DossierPage(
+        request=_row(request, n_approvals, now),
+        conflicted=sorted((request.conflicted or {}).get("names", [])),
+        champion_version=dossier.champion_version
+        if dossier.champion_version is not None
+        else _int_or_none(document.get("champion_version")),
+        protocol_version=dossier.protocol_version
+        if dossier.protocol_version is not None
+        else _int_or_none(document.get("protocol_version")),
+        dossier_id=dossier.id,
+        dossier_created_at=fmt_time(dossier.created_at),
+        passed=request.criteria_passed,
+        criteria=criteria,
+        failed=sum(1 for c in criteria if c.passed is False),
+        plots=_plots(document),
+        sections=_sections(document),
+        decisions=[
+            DecisionRow(
+                approver=d.approver,
+                decision=d.decision,
+                override=d.override,
+                reason=d.reason,
+                reauth=d.reauth,
+                signature=d.signature,
+                signed_at=fmt_time(d.signed_at),
+            )
+            for d in signed
+        ],
+        blockers=blockers(viewer, request, signed, now),
+    )
+
+
+def dossier_document(session: Session, request_id: int) -> dict[str, Any]:
+    request = approvals.get(session, request_id)
+    dossier = repository.dossier(session, request.dossier_id)
+    if dossier is None:
+        raise NotFoundError(f"The dossier of approval request {request_id} is missing.")
+    return dict(dossier.document)
+
+
+# --- history -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: datetime
+    when: str
+    kind: str
+    actor: str
+    model: str
+    summary: str
+    outcome: str
+    reason: str = ""
+    request_id: int | None = None
+    signature: str = ""
+    #: Breaks ties between entries at the same instant: a request closes after its last
+    #: decision, which comes after the request was opened.
+    order: int = 0
+
+
+def _decision_entry(d: ApprovalDecision, r: ApprovalRequest) -> HistoryEntry:
+    verb = "Approved" if d.decision == "approve" else "Rejected"
+    return HistoryEntry(
+        at=utc(d.signed_at),
+        when=fmt_time(d.signed_at),
+        kind="Signed decision",
+        actor=d.approver,
+        model=f"{r.model_name} v{r.candidate_version}",
+        summary=f"{verb}{' as an override' if d.override else ''} (re-authenticated by {d.reauth})",
+        outcome="approved" if d.decision == "approve" else "rejected",
+        reason=d.reason,
+        request_id=r.id,
+        signature=d.signature,
+        order=1,
+    )
+
+
+def _request_entries(r: ApprovalRequest) -> list[HistoryEntry]:
+    model = f"{r.model_name} v{r.candidate_version}"
+    criteria = "criteria passed" if r.criteria_passed else "criteria FAILED"
+    out = [
+        HistoryEntry(
+            at=utc(r.created_at),
+            when=fmt_time(r.created_at),
+            kind="Sign-off requested",
+            actor=r.requested_by,
+            model=model,
+            summary=f"Request #{r.id} opened ({criteria})",
+            outcome="pending",
+            request_id=r.id,
+        )
+    ]
+    if r.decided_at is not None and r.state != approvals.PENDING:
+        out.append(
+            HistoryEntry(
+                at=utc(r.decided_at),
+                when=fmt_time(r.decided_at),
+                kind="Request closed",
+                actor="system" if r.state == approvals.EXPIRED else "",
+                model=model,
+                summary=f"Request #{r.id} {r.state}{' (override)' if r.override else ''}",
+                outcome=r.state,
+                request_id=r.id,
+                order=2,
+            )
+        )
+    return out
+
+
+def _promotion_entry(p: Promotion) -> HistoryEntry:
+    kind = "Rollback" if p.kind == "rollback" else humanize(p.kind or "promotion")
+    versions = f"v{p.from_version} → v{p.to_version}" if p.from_version else f"v{p.to_version}"
+    approval = f", sign-off #{p.approval_request_id}" if p.approval_request_id else ""
+    summary = f"{versions}, stage {p.stage}{approval}"
+    if p.error:
+        summary += f"; error: {p.error}"
+    return HistoryEntry(
+        at=utc(p.started_at),
+        when=fmt_time(p.started_at),
+        kind=kind,
+        actor=p.started_by,
+        model=p.model_name,
+        summary=summary,
+        outcome=p.state,
+        reason=p.reason,
+        request_id=p.approval_request_id,
+    )
+
+
+def history(session: Session, *, model_name: str | None) -> list[HistoryEntry]:
+    """Decisions, request openings and closings, promotions and rollbacks, newest first."""
+    entries = [
+        _decision_entry(d, r)
+        for d, r in repository.recent_decisions(session, model_name=model_name, limit=HISTORY_LIMIT)
+    ]
+    for r in repository.recent_requests(session, model_name=model_name, limit=HISTORY_LIMIT):
+        entries.extend(_request_entries(r))
+    entries.extend(
+        _promotion_entry(p)
+        for p in repository.recent_promotions(session, model_name=model_name, limit=HISTORY_LIMIT)
+    )
+    entries.sort(key=lambda e: (e.at, e.order), reverse=True)
+    return entries[:HISTORY_LIMIT]
+
+
+def history_models(session: Session) -> list[str]:
+    return repository.model_names(session)
