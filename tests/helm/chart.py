@@ -26,7 +26,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "radwatch"
-#: The newest Kubernetes release kubernetes-validate ships schemas for (checked in a test).
+#: The newest Kubernetes release kubernetes-validate 1.37.0 ships schemas for (checked in a test).
 K8S_VERSION = "1.37.0"
 RELEASE = "rw"
 NAMESPACE = "radwatch"

@@ -30,8 +30,9 @@ from tests.helm.chart import (
 # --- render, validate, lint ----------------------------------------------------------------------
 
 
-def test_validation_uses_the_newest_kubernetes_that_kubernetes_validate_ships() -> None:
-    assert all_versions()[-1] == K8S_VERSION
+def test_kubernetes_validate_ships_the_schemas_of_the_target_version() -> None:
+    """kubernetes-validate quietly falls back to the newest older schemas; make sure it has 1.37."""
+    assert K8S_VERSION in all_versions()
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
