@@ -26,7 +26,12 @@ def create_celery(settings: Settings) -> Celery:
     app = Celery(
         "radwatch",
         broker=settings.resolved_broker_url,
-        include=["services.monitoring.tasks", "services.alerts.tasks", "services.lifecycle.tasks"],
+        include=[
+            "services.monitoring.tasks",
+            "services.alerts.tasks",
+            "services.lifecycle.tasks",
+            "services.lifecycle.retraining_tasks",
+        ],
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app.conf.update(
@@ -68,6 +73,12 @@ def create_celery(settings: Settings) -> Celery:
                 "task": "lifecycle.rollback_watch",
                 "schedule": settings.monitor_interval_s,
                 "options": {"queue": QUEUE_MONITORING, "expires": 2 * settings.monitor_interval_s},
+            },
+            # Persistent monitor evidence -> retraining runs (the protocol's rules decide).
+            "lifecycle-retraining-triggers": {
+                "task": "lifecycle.retraining_triggers",
+                "schedule": 60.0,
+                "options": {"queue": QUEUE_MONITORING, "expires": 120.0},
             },
             "lifecycle-expire-approvals": {
                 "task": "lifecycle.expire_approvals",

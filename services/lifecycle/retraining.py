@@ -1,0 +1,881 @@
+"""Retraining runs: asked for by a person or by persistent monitor evidence, queued, trained on
+the ``training`` queue, registered as the ``candidate``, judged in a dossier, handed to sign-off.
+
+queued -> running -> succeeded | failed. At most one queued or running run per model (a second
+request is a 409), serialized by a per-model advisory lock on PostgreSQL.
+
+Transactions. :func:`request_run` and :func:`trigger_due_runs` are ordinary services: they
+receive the caller's session and never commit; the caller enqueues the run with
+:func:`enqueue_after_commit`, so a worker never sees a run that rolled back.
+:func:`execute_run` is different by necessity: a run takes minutes, so it cannot hold one
+transaction open; like a task wrapper, it owns one short unit of work per step (start, each
+progress update, the candidate's registration, the dossier with its approval request, or the
+failure).
+
+Alert triggers use the protocol's persistence rule: an unresolved alert counts only when its
+monitor has at least ``min_significant_windows`` significant windows for that site among the
+last ``LOOKBACK_FACTOR * min_significant_windows`` windows. One noisy window never retrains a
+model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.metadata
+import json
+import logging
+import math
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from celery import Celery
+from sqlalchemy import event, exists, func, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipelines.dossier import DossierInputs
+from pipelines.retrain import RecentData, RetrainConfig, config_from_params, retrain
+from pipelines.train import TrainConfig
+from services.audit import actions
+from services.audit.service import record
+from services.core.db import session_scope
+from services.core.errors import (
+    ConflictError,
+    NotFoundError,
+    RadwatchError,
+    ValidationFailedError,
+)
+from services.core.models import (
+    Alert,
+    AlertState,
+    Dossier,
+    GroundTruthLabel,
+    PredictionEvent,
+    RetrainingRun,
+)
+from services.lifecycle import approvals, dossiers, protocols
+from services.lifecycle.protocol import ChangeProtocolDocument, RetrainingPolicy
+from services.monitoring import repository as monitoring
+from services.registry.protocols import ModelRegistry
+from services.registry.service import RegisteredModel, record_registration
+from services.serving import repository as deployments
+from services.serving.service import champion
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+ACTIVE = (QUEUED, RUNNING)
+Trigger = Literal["manual", "alert"]
+TASK_NAME = "training.retrain"
+CANDIDATE_ALIAS = "candidate"
+#: Persistence look-back: k significant windows among the last ``LOOKBACK_FACTOR * k``.
+LOOKBACK_FACTOR = 2
+SEVERITY_RANK = {"warning": 1, "critical": 2}
+#: A queued run whose message was lost (broker restart) is sent again after this long.
+RESEND_AFTER = timedelta(minutes=30)
+_CONNECT_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a requester may set; anything left ``None`` comes from the protocol's policy.
+
+    ``holdout_fraction``: newest share of labelled events kept for the dossier (never trained
+    on). ``robustness_studies``: synthetic studies for the robustness section.
+    """
+
+    epochs: int | None = None
+    seed: int | None = None
+    holdout_fraction: float = 0.3
+    robustness_studies: int = 300
+    max_events: int = 20_000
+    batch_size: int = 64
+    lr: float = 1e-2
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs is not None and not 1 <= self.epochs <= 500:
+            problems.append("epochs must be 1 to 500")
+        if self.seed is not None and not 0 <= self.seed < 2**31:
+            problems.append("seed must be 0 to 2**31 - 1")
+        if not 0.05 <= self.holdout_fraction <= 0.8:
+            problems.append("holdout_fraction must be 0.05 to 0.8")
+        if not 20 <= self.robustness_studies <= 5000:
+            problems.append("robustness_studies must be 20 to 5000")
+        if self.max_events < 20 or not 2 <= self.batch_size <= 4096 or not 0 < self.lr <= 1:
+            problems.append("max_events >= 20, batch_size 2 to 4096, lr in (0, 1]")
+        if problems:
+            raise ValidationFailedError("Invalid retraining options: " + "; ".join(problems))
+
+
+# --- queries -----------------------------------------------------------------------------------
+
+
+def get(session: Session, run_id: int, *, for_update: bool = False) -> RetrainingRun:
+    stmt = select(RetrainingRun).where(RetrainingRun.id == run_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    run = session.scalars(stmt).first()
+    if run is None:
+        raise NotFoundError(f"No retraining run {run_id}; list them with GET /v1/retraining.")
+    return run
+
+
+def list_runs(
+    session: Session, *, model_name: str | None = None, state: str | None = None, limit: int = 100
+) -> Sequence[RetrainingRun]:
+    stmt = select(RetrainingRun).order_by(RetrainingRun.id.desc()).limit(limit)
+    if model_name:
+        stmt = stmt.where(RetrainingRun.model_name == model_name)
+    if state:
+        stmt = stmt.where(RetrainingRun.state == state)
+    return session.scalars(stmt).all()
+
+
+def active_run(session: Session, model_name: str) -> RetrainingRun | None:
+    stmt = select(RetrainingRun).where(
+        RetrainingRun.model_name == model_name, RetrainingRun.state.in_(ACTIVE)
+    )
+    return session.scalars(stmt.order_by(RetrainingRun.id)).first()
+
+
+def dossier_of(session: Session, run_id: int) -> Dossier | None:
+    stmt = select(Dossier).where(Dossier.retraining_run_id == run_id).order_by(Dossier.id.desc())
+    return session.scalars(stmt).first()
+
+
+def count_labelled(session: Session, *, model_name: str, version: int, finding: str) -> int:
+    """Events of this model version with at least one label for ``finding``."""
+    labelled = exists().where(
+        GroundTruthLabel.study_pid == PredictionEvent.study_pid,
+        GroundTruthLabel.finding == finding,
+    )
+    stmt = select(func.count(PredictionEvent.id)).where(
+        PredictionEvent.model_name == model_name,
+        PredictionEvent.model_version == version,
+        labelled,
+    )
+    return int(session.scalar(stmt) or 0)
+
+
+def _last_run_at(session: Session, model_name: str) -> datetime | None:
+    at = session.scalar(
+        select(func.max(RetrainingRun.created_at)).where(RetrainingRun.model_name == model_name)
+    )
+    return None if at is None else _utc(at)
+
+
+def _lock_model(session: Session, model_name: str) -> None:
+    """Serialize run requests per model until the transaction ends (PostgreSQL); SQLite
+    serializes writers anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"radwatch.retraining:{model_name}"},
+        )
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+# --- requesting --------------------------------------------------------------------------------
+
+
+def resolved_params(
+    policy: RetrainingPolicy, finding: str, reason: str, options: RunOptions
+) -> dict[str, Any]:
+    """The run's full parameter set: the requester's options over the protocol's policy."""
+    return {
+        "reason": reason,
+        "finding": finding,
+        "epochs": options.epochs if options.epochs is not None else policy.epochs,
+        "seed": options.seed if options.seed is not None else policy.seed,
+        "replay_fraction": policy.replay_fraction,
+        "holdout_fraction": options.holdout_fraction,
+        "robustness_studies": options.robustness_studies,
+        "max_events": options.max_events,
+        "batch_size": options.batch_size,
+        "lr": options.lr,
+    }
+
+
+def request_run(
+    session: Session,
+    *,
+    model_name: str,
+    trigger: Trigger,
+    requested_by: str,
+    reason: str,
+    alert_ids: Sequence[int] = (),
+    options: RunOptions | None = None,
+    now: datetime | None = None,
+) -> RetrainingRun:
+    """Queue a retraining run of the model's champion and audit it (the caller commits, then
+    enqueues with :func:`enqueue_after_commit`).
+
+    404 for a model with no deployed champion, 409 while another run of the model is queued or
+    running, 422 when fewer labelled events than the policy's ``min_labelled_events`` exist.
+    """
+    text_reason = (reason or "").strip()
+    if not 3 <= len(text_reason) <= 2000:
+        raise ValidationFailedError("A retraining request needs a reason of 3 to 2,000 characters.")
+    opts = options or RunOptions()
+    champ = champion(session, model_name)
+    _lock_model(session, model_name)
+    running = active_run(session, model_name)
+    if running is not None:
+        raise ConflictError(
+            f"Retraining run {running.id} of '{model_name}' is already {running.state}; wait for "
+            f"it (GET /v1/retraining/{running.id}) before asking for another."
+        )
+    protocol_row, protocol = protocols.current(session, model_name, actor=requested_by)
+    policy, finding = protocol.retraining, protocol.acceptance.finding
+    labelled = count_labelled(
+        session, model_name=model_name, version=champ.model_version, finding=finding
+    )
+    if labelled < policy.min_labelled_events:
+        raise ValidationFailedError(
+            f"'{model_name}' version {champ.model_version} has {labelled} events labelled for "
+            f"'{finding}'; its change protocol (v{protocol_row.version}) needs at least "
+            f"{policy.min_labelled_events} to retrain. Send more labels (POST /v1/labels).",
+            details={"labelled": labelled, "required": policy.min_labelled_events},
+        )
+    at = now or datetime.now(UTC)
+    run = RetrainingRun(
+        model_name=model_name,
+        parent_version=champ.model_version,
+        state=QUEUED,
+        trigger=trigger,
+        requested_by=requested_by,
+        seed=0,
+        params=resolved_params(policy, finding, text_reason, opts),
+        lineage={
+            "parent_version": champ.model_version,
+            "trigger": trigger,
+            "trigger_alert_ids": sorted(int(a) for a in alert_ids),
+            "protocol_version": protocol_row.version,
+            "labelled_events_at_request": labelled,
+        },
+        progress=0.0,
+        message="queued",
+        created_at=at,
+    )
+    run.seed = int(run.params["seed"])
+    session.add(run)
+    session.flush()
+    record(
+        session,
+        actor=requested_by,
+        action=actions.RETRAINING_REQUESTED,
+        entity_type=actions.RETRAINING_RUN,
+        entity_id=run.id,
+        reason=text_reason,
+        payload={
+            "model": model_name,
+            "parent_version": champ.model_version,
+            "trigger": trigger,
+            "trigger_alert_ids": run.lineage["trigger_alert_ids"],
+            "protocol_version": protocol_row.version,
+            "epochs": run.params["epochs"],
+            "seed": run.seed,
+        },
+    )
+    return run
+
+
+# --- alert triggers ----------------------------------------------------------------------------
+
+
+def _policy_of(session: Session, model_name: str) -> ChangeProtocolDocument:
+    row = protocols.latest(session, model_name)
+    return ChangeProtocolDocument() if row is None else protocols.parse(row.document)
+
+
+def persistent_alerts(
+    session: Session, *, model_name: str, policy: RetrainingPolicy
+) -> list[tuple[Alert, int]]:
+    """Unresolved alerts of the model that meet the policy's monitor, severity and persistence
+    rules, each with its count of significant windows in the look-back."""
+    stmt = select(Alert).where(Alert.model_name == model_name, Alert.state != AlertState.RESOLVED)
+    out: list[tuple[Alert, int]] = []
+    k = policy.min_significant_windows
+    for alert in session.scalars(stmt.order_by(Alert.id)):
+        if policy.monitors and alert.monitor not in policy.monitors:
+            continue
+        if SEVERITY_RANK.get(alert.severity, 0) < SEVERITY_RANK[policy.min_severity]:
+            continue
+        windows = monitoring.recent_results(
+            session,
+            monitor=alert.monitor,
+            model_name=model_name,
+            site=alert.site,
+            limit=LOOKBACK_FACTOR * k,
+        )
+        significant = sum(1 for w in windows if w.drift)
+        if significant >= k:
+            out.append((alert, significant))
+    return out
+
+
+def trigger_due_runs(session: Session, *, now: datetime | None = None) -> list[RetrainingRun]:
+    """Request an ``alert`` run for every model whose protocol allows it and whose evidence is
+    persistent, outside the cooldown, with enough labels. Returns the runs created (the caller
+    commits, then enqueues them)."""
+    at = now or datetime.now(UTC)
+    created: list[RetrainingRun] = []
+    for model_name in deployments.model_names(session):
+        protocol = _policy_of(session, model_name)
+        policy = protocol.retraining
+        if not policy.enabled or active_run(session, model_name) is not None:
+            continue
+        last = _last_run_at(session, model_name)
+        if last is not None and at - last < timedelta(hours=policy.cooldown_hours):
+            continue
+        evidence = persistent_alerts(session, model_name=model_name, policy=policy)
+        if not evidence:
+            continue
+        champ = champion(session, model_name)
+        finding = protocol.acceptance.finding
+        labelled = count_labelled(
+            session, model_name=model_name, version=champ.model_version, finding=finding
+        )
+        if labelled < policy.min_labelled_events:
+            log.info(
+                "retraining of %s is due on alerts %s but has %d/%d labelled events",
+                model_name,
+                [a.id for a, _ in evidence],
+                labelled,
+                policy.min_labelled_events,
+            )
+            continue
+        summary = ", ".join(
+            f"alert {a.id} ({a.monitor} @ {a.site}, {n} significant windows)" for a, n in evidence
+        )
+        created.append(
+            request_run(
+                session,
+                model_name=model_name,
+                trigger="alert",
+                requested_by=actions.ACTOR_MONITORING,
+                reason=f"Persistent monitor evidence: {summary}.",
+                alert_ids=[a.id for a, _ in evidence],
+                now=at,
+            )
+        )
+    return created
+
+
+def stale_queued(session: Session, *, now: datetime | None = None) -> list[RetrainingRun]:
+    """Queued runs whose task message may have been lost (Redis may lose its contents); marks
+    when each was re-sent so it is sent at most once per :data:`RESEND_AFTER`."""
+    at = now or datetime.now(UTC)
+    out: list[RetrainingRun] = []
+    stmt = select(RetrainingRun).where(RetrainingRun.state == QUEUED).with_for_update()
+    for run in session.scalars(stmt):
+        sent = run.lineage.get("resent_at")
+        last = datetime.fromisoformat(sent) if sent else _utc(run.created_at)
+        if at - last >= RESEND_AFTER:
+            run.lineage = {**run.lineage, "resent_at": at.isoformat()}
+            out.append(run)
+    return out
+
+
+# --- enqueueing after commit -------------------------------------------------------------------
+
+_PENDING_KEY = "radwatch.retraining.enqueue_after_commit"
+_HOOKED_KEY = "radwatch.retraining.hooks_installed"
+_lock = threading.Lock()
+_producers: dict[str, Celery] = {}
+
+
+def enqueue_after_commit(
+    session: Session, *, broker_url: str, queue: str, run_ids: Iterable[int]
+) -> None:
+    """Send ``training.retrain`` for each run once ``session`` commits; nothing on rollback.
+
+    A lost message leaves the run queued; the beat task re-sends it (:func:`stale_queued`), and
+    the task ignores a run that is no longer queued, so a duplicate is harmless.
+    """
+    pending: list[tuple[str, str, int]] = session.info.setdefault(_PENDING_KEY, [])
+    pending.extend((broker_url, queue, int(i)) for i in run_ids)
+    if not session.info.get(_HOOKED_KEY):
+        event.listen(session, "after_commit", _after_commit)
+        event.listen(session, "after_rollback", _after_rollback)
+        session.info[_HOOKED_KEY] = True
+
+
+def _after_commit(session: Session) -> None:
+    for broker_url, queue, run_id in session.info.pop(_PENDING_KEY, []):
+        send_retrain_task(broker_url, queue, run_id)
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)
+
+
+def _producer(broker_url: str) -> Celery:
+    with _lock:
+        app = _producers.get(broker_url)
+        if app is None:
+            if broker_url.startswith("sqla+sqlite:///"):
+                Path(broker_url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+            app = Celery("radwatch-retraining", broker=broker_url, set_as_current=False)
+            app.conf.broker_connection_retry_on_startup = False
+            app.conf.broker_connection_timeout = _CONNECT_TIMEOUT_S
+            app.conf.broker_transport_options = {"max_retries": 0}
+            _producers[broker_url] = app
+        return app
+
+
+def send_retrain_task(broker_url: str, queue: str, run_id: int) -> bool:
+    """Publish one ``training.retrain`` message; False (and a warning) if the broker refused."""
+    try:
+        _producer(broker_url).send_task(TASK_NAME, args=[run_id], queue=queue, retry=False)
+    except Exception as exc:  # the beat task re-sends queued runs whose message was lost
+        log.warning("could not enqueue %s(%d): %s", TASK_NAME, run_id, type(exc).__name__)
+        return False
+    return True
+
+
+# --- state changes of a run (each in the caller's transaction) ---------------------------------
+
+
+def mark_running(session: Session, run: RetrainingRun, *, actor: str) -> None:
+    run.state, run.started_at, run.progress, run.message = RUNNING, datetime.now(UTC), 0.0, None
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action=actions.RETRAINING_STARTED,
+        entity_type=actions.RETRAINING_RUN,
+        entity_id=run.id,
+        payload={"model": run.model_name, "parent_version": run.parent_version},
+    )
+
+
+def mark_failed(session: Session, run: RetrainingRun, *, actor: str, message: str) -> None:
+    run.state, run.finished_at, run.message = FAILED, datetime.now(UTC), message[:500]
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action=actions.RETRAINING_FAILED,
+        entity_type=actions.RETRAINING_RUN,
+        entity_id=run.id,
+        payload={
+            "model": run.model_name,
+            "parent_version": run.parent_version,
+            "candidate_version": run.candidate_version,
+            "message": run.message,
+        },
+    )
+
+
+def mark_succeeded(
+    session: Session, run: RetrainingRun, *, actor: str, dossier_id: int, passed: bool
+) -> None:
+    run.state, run.finished_at, run.progress = SUCCEEDED, datetime.now(UTC), 1.0
+    run.message = f"candidate version {run.candidate_version}; dossier {dossier_id} " + (
+        "passed its criteria" if passed else "failed its criteria"
+    )
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action=actions.RETRAINING_SUCCEEDED,
+        entity_type=actions.RETRAINING_RUN,
+        entity_id=run.id,
+        payload={
+            "model": run.model_name,
+            "parent_version": run.parent_version,
+            "candidate_version": run.candidate_version,
+            "mlflow_run_id": run.mlflow_run_id,
+            "data_snapshot_sha256": run.lineage.get("data_snapshot_sha256"),
+            "dossier_id": dossier_id,
+            "criteria_passed": passed,
+        },
+    )
+
+
+def record_candidate(
+    session: Session,
+    run: RetrainingRun,
+    *,
+    actor: str,
+    version: int,
+    mlflow_run_id: str,
+    lineage: Mapping[str, Any],
+) -> None:
+    run.candidate_version, run.mlflow_run_id = version, mlflow_run_id
+    run.lineage = {**run.lineage, **lineage}
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action=actions.CANDIDATE_REGISTERED,
+        entity_type=actions.MODEL_VERSION,
+        entity_id=actions.model_version_id(run.model_name, version),
+        payload={
+            "model": run.model_name,
+            "version": version,
+            "parent_version": run.parent_version,
+            "retraining_run_id": run.id,
+            "mlflow_run_id": mlflow_run_id,
+            "alias": "candidate",
+            "data_snapshot_sha256": lineage.get("data_snapshot_sha256"),
+        },
+    )
+
+
+# --- running a run -----------------------------------------------------------------------------
+
+Progress = Callable[[str, int, int], None]
+#: Share of the run's overall progress (0..1) that each stage spans.
+_STAGES: dict[str, tuple[float, float]] = {
+    "loading": (0.0, 0.05),
+    "replay": (0.05, 0.25),
+    "training": (0.25, 0.75),
+    "profiling": (0.75, 0.8),
+    "registering": (0.8, 0.85),
+    "evaluating": (0.85, 0.99),
+}
+#: Progress is committed at most this often (seconds), and on every stage change.
+PROGRESS_INTERVAL_S = 1.0
+
+
+class _ProgressWriter:
+    """Commits a run's progress in its own short transactions, so a watcher (API, CLI) sees it
+    while the run's work is in flight; throttled so training is not slowed by the database."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], run_id: int, forward: Progress | None
+    ) -> None:
+        self.sessions, self.run_id, self.forward = sessions, run_id, forward
+        self.stage, self.last = "", 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.forward is not None:
+            self.forward(stage, done, total)
+        now = time.monotonic()
+        if stage == self.stage and now - self.last < PROGRESS_INTERVAL_S and done < total:
+            return
+        self.stage, self.last = stage, now
+        lo, hi = _STAGES.get(stage, (0.0, 0.0))
+        value = lo + (hi - lo) * (done / total if total > 0 else 1.0)
+        with session_scope(self.sessions) as session:
+            session.execute(
+                update(RetrainingRun)
+                .where(RetrainingRun.id == self.run_id, RetrainingRun.state == RUNNING)
+                .values(progress=round(value, 4), message=f"{stage} {done}/{total}")
+            )
+
+
+def code_version() -> str:
+    """``git:<commit>`` of the running code when it is a git checkout, else the package
+    version (an installed wheel has no .git)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return f"git:{out.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        try:
+            return f"radwatch=={importlib.metadata.version('radwatch')}"
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+
+def short_message(exc: BaseException) -> str:
+    """A one-line reason for a failed run: the domain error's message, or the exception's type
+    and first line. Never a traceback (that goes to the worker log)."""
+    if isinstance(exc, RadwatchError):
+        text_ = exc.message
+    else:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        text_ = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return text_.strip()[:300]
+
+
+def execute_run(
+    sessions: sessionmaker[Session],
+    registry: ModelRegistry,
+    run_id: int,
+    *,
+    actor: str = actions.ACTOR_WORKER,
+    progress: Progress | None = None,
+) -> RetrainingRun | None:
+    """Run a queued run end to end: train (:func:`pipelines.retrain.retrain`), log to MLflow
+    with lineage, register the candidate and point ``candidate`` at it, build and store the
+    dossier, open the approval request. Returns the finished run, or None when the run was not
+    queued (a duplicate task message). Any failure marks the run failed with a short message.
+    """
+    with session_scope(sessions) as session:
+        run = get(session, run_id, for_update=True)
+        if run.state != QUEUED:
+            log.info("retraining run %d is %s, not queued; nothing to do", run_id, run.state)
+            return None
+        mark_running(session, run, actor=actor)
+    registered: int | None = None
+    try:
+        registered = _execute(sessions, registry, run_id, actor, progress)
+    except Exception as exc:
+        log.exception("retraining run %d failed", run_id)
+        _fail(sessions, registry, run_id, exc, actor, registered)
+    with session_scope(sessions) as session:
+        return get(session, run_id)
+
+
+def _fail(
+    sessions: sessionmaker[Session],
+    registry: ModelRegistry,
+    run_id: int,
+    exc: BaseException,
+    actor: str,
+    candidate: int | None,
+) -> None:
+    with session_scope(sessions) as session:
+        run = get(session, run_id, for_update=True)
+        candidate = candidate or run.candidate_version
+        model_name = run.model_name
+        mark_failed(session, run, actor=actor, message=short_message(exc))
+    if candidate is not None:
+        # A candidate without a dossier can never be approved; do not leave the alias on it.
+        with contextlib.suppress(Exception):
+            if registry.get_by_alias(model_name, CANDIDATE_ALIAS).version == candidate:
+                registry.delete_alias(model_name, CANDIDATE_ALIAS)
+
+
+def _execute(
+    sessions: sessionmaker[Session],
+    registry: ModelRegistry,
+    run_id: int,
+    actor: str,
+    progress: Progress | None,
+) -> int:
+    report = _ProgressWriter(sessions, run_id, progress)
+    report("loading", 0, 1)
+    with session_scope(sessions) as session:
+        run = get(session, run_id)
+        params, lineage = dict(run.params), dict(run.lineage)
+        model_name, parent, trigger = run.model_name, run.parent_version, run.trigger
+        protocol_row = protocols.get(session, model_name, int(lineage["protocol_version"]))
+        protocol = protocols.parse(protocol_row.document)
+        deployment = deployments.by_version(session, model_name, parent)
+        threshold = deployment.operating_threshold if deployment is not None else 0.5
+        finding = str(params["finding"])
+        snapshot = dossiers.load_events(
+            session,
+            model_name=model_name,
+            version=parent,
+            finding=finding,
+            max_events=int(params["max_events"]),
+        )
+        train_part, held = snapshot.split(float(params["holdout_fraction"]), finding)
+        drift = dossiers.drift_evidence(
+            session,
+            model_name=model_name,
+            alert_ids=lineage.get("trigger_alert_ids", []),
+            trigger=trigger,
+        )
+    champion_info = registry.get_version(model_name, parent)
+    champion_model = registry.load_model(model_name, parent)
+    reference = registry.load_reference_profile(model_name, parent)
+    original = config_from_params(registry.run_params(champion_info.run_id))
+    report("loading", 1, 1)
+
+    config = RetrainConfig(
+        epochs=int(params["epochs"]),
+        batch_size=int(params["batch_size"]),
+        lr=float(params["lr"]),
+        replay_fraction=float(params["replay_fraction"]),
+        seed=int(params["seed"]),
+    )
+    recent = RecentData(train_part.event_ids, train_part.embeddings, train_part.labels)
+    result = retrain(
+        champion_model,
+        recent,
+        config=config,
+        reference=reference,
+        original=original,
+        progress=report,
+    )
+
+    report("registering", 0, 1)
+    new_lineage = {
+        "data_snapshot_sha256": result.snapshot_hash,
+        "code_version": code_version(),
+        "replay_source": result.replay_source,
+        "n_replay": len(result.replay_indices),
+        "n_train_events": len(train_part),
+        "n_holdout_events": len(held),
+        "parent_run_id": champion_info.run_id,
+        "notes": result.notes,
+    }
+    mlflow_run_id = registry.log_training(
+        experiment=model_name,
+        run_name=f"retrain-{run_id}",
+        params=_mlflow_params(original, config, params, new_lineage, parent, run_id),
+        metrics={k: v for k, v in result.metrics.items() if math.isfinite(v)},
+        model=result.model,
+        profile=result.profile,
+        model_card=_card(model_name, parent, run_id, result.replay_source, new_lineage),
+        tags=_lineage_tags(run_id, parent, trigger, lineage, new_lineage, config.seed),
+    )
+    registry.log_text(
+        mlflow_run_id,
+        json.dumps(
+            {
+                "train_event_ids": train_part.event_ids.tolist(),
+                "holdout_event_ids": held.event_ids.tolist(),
+                "replay_source": result.replay_source,
+                "replay_indices": result.replay_indices.tolist(),
+                "seed": config.seed,
+            }
+        ),
+        "lineage/snapshot.json",
+    )
+    version = registry.register(
+        model_name, mlflow_run_id, description=f"Retraining run {run_id} of version {parent}."
+    )
+    registry.set_alias(model_name, CANDIDATE_ALIAS, version)
+    with session_scope(sessions) as session:
+        run = get(session, run_id, for_update=True)
+        record_candidate(
+            session,
+            run,
+            actor=actor,
+            version=version,
+            mlflow_run_id=mlflow_run_id,
+            lineage={**new_lineage, "candidate_version": version, "mlflow_run_id": mlflow_run_id},
+        )
+        record_registration(
+            session,
+            RegisteredModel(model_name, version, mlflow_run_id, result.metrics),
+            actor=actor,
+            alias=CANDIDATE_ALIAS,
+        )
+    report("registering", 1, 1)
+
+    inputs = DossierInputs(
+        model_name=model_name,
+        candidate_version=version,
+        champion_version=parent,
+        protocol_version=protocol_row.version,
+        criteria=dossiers.criteria_for(protocol, threshold),
+        evaluation=dossiers.evaluation_set(held, result.model, finding),
+        training_attributes=train_part.attributes,
+        robustness={},
+        drift_evidence=drift,
+        replay={"source": result.replay_source, "n": len(result.replay_indices)},
+        retraining_run_id=run_id,
+        seed=config.seed,
+    )
+    document, html = dossiers.compute(
+        inputs,
+        candidate=result.model,
+        champion=champion_model,
+        robustness_studies=int(params["robustness_studies"]),
+        progress=report,
+    )
+    registry.log_text(mlflow_run_id, json.dumps(document), "dossier/dossier.json")
+    registry.log_text(mlflow_run_id, html, "dossier/dossier.html")
+    with session_scope(sessions) as session:
+        run = get(session, run_id, for_update=True)
+        dossier = dossiers.store(
+            session, document=document, html=html, retraining_run_id=run_id, actor=actor
+        )
+        approvals.open_request(
+            session,
+            model_name=model_name,
+            candidate_version=version,
+            dossier_id=dossier.id,
+            criteria_passed=dossier.passed,
+            protocol=protocol,
+            requested_by=run.requested_by,
+            conflicted=[run.requested_by, actor],
+        )
+        mark_succeeded(session, run, actor=actor, dossier_id=dossier.id, passed=dossier.passed)
+    return version
+
+
+def _mlflow_params(
+    original: TrainConfig | None,
+    config: RetrainConfig,
+    params: Mapping[str, Any],
+    lineage: Mapping[str, Any],
+    parent: int,
+    run_id: int,
+) -> dict[str, object]:
+    """The original TrainConfig unprefixed (so this candidate's own successors can regenerate
+    the same replay data) and the retraining settings prefixed ``retrain_``."""
+    out: dict[str, object] = dict(dataclasses.asdict(original)) if original is not None else {}
+    out.update({f"retrain_{k}": v for k, v in dataclasses.asdict(config).items()})
+    out.update(
+        {
+            "parent_version": parent,
+            "retraining_run_id": run_id,
+            "holdout_fraction": params["holdout_fraction"],
+            "finding": params["finding"],
+            "replay_source": lineage["replay_source"],
+            "n_replay": lineage["n_replay"],
+            "n_train_events": lineage["n_train_events"],
+            "n_holdout_events": lineage["n_holdout_events"],
+        }
+    )
+    return out
+
+
+def _lineage_tags(
+    run_id: int,
+    parent: int,
+    trigger: str,
+    lineage: Mapping[str, Any],
+    new: Mapping[str, Any],
+    seed: int,
+) -> dict[str, str]:
+    return {
+        "radwatch.kind": "retraining",
+        "radwatch.retraining_run_id": str(run_id),
+        "radwatch.parent_version": str(parent),
+        "radwatch.parent_run_id": str(new["parent_run_id"]),
+        "radwatch.data_snapshot_sha256": str(new["data_snapshot_sha256"]),
+        "radwatch.code_version": str(new["code_version"]),
+        "radwatch.trigger": trigger,
+        "radwatch.trigger_alert_ids": json.dumps(lineage.get("trigger_alert_ids", [])),
+        "radwatch.seed": str(seed),
+        "radwatch.protocol_version": str(lineage["protocol_version"]),
+        "radwatch.replay_source": str(new["replay_source"]),
+    }
+
+
+def _card(
+    model_name: str, parent: int, run_id: int, replay_source: str, lineage: Mapping[str, Any]
+) -> str:
+    return f"""# Model card: {model_name} (candidate from retraining run {run_id})
+
+**Intended use.** As the parent version {parent}; not for use until a clinical safety officer
+approves it against its change protocol.
+
+**What changed.** The per-finding heads were fine-tuned on {lineage["n_train_events"]} recent
+labelled production events plus {lineage["n_replay"]} replayed studies ({replay_source}); the
+encoder is the parent's, unchanged, so embeddings and drift references stay comparable.
+
+**Evidence.** The evaluation dossier (artifacts `dossier/`) judges it on the
+{lineage["n_holdout_events"]} newest labelled events, held out from training.
+
+**Lineage.** Data snapshot SHA-256 {lineage["data_snapshot_sha256"]}; code
+{lineage["code_version"]}.
+"""
