@@ -55,6 +55,9 @@ _ACRONYMS = {
     "mmd": "MMD",
     "kvp": "kVp",
     "id": "ID",
+    "ids": "IDs",
+    "sha256": "SHA-256",
+    "url": "URL",
     "n": "n",
     "p": "p",
 }
@@ -91,7 +94,11 @@ def fmt_number(value: float | int) -> str:
     return f"{value:.4g}"
 
 
-def fmt_value(value: object) -> str:
+#: Keys whose two-number lists are intervals (``auroc_ci: [0.89, 0.93]`` reads "0.89 to 0.93").
+_INTERVAL_KEY = re.compile(r"(^|_)(ci|interval|range|bounds?|limits)($|_)", re.IGNORECASE)
+
+
+def fmt_value(value: object, key: object = "") -> str:
     """One scalar (or a short list of scalars) as text; None is 'not reported'."""
     if value is None:
         return "not reported"
@@ -100,7 +107,8 @@ def fmt_value(value: object) -> str:
     if isinstance(value, int | float):
         return fmt_number(value)
     if isinstance(value, list | tuple) and all(_is_scalar(v) for v in value):
-        if len(value) == 2 and all(isinstance(v, int | float) for v in value):
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        if len(value) == 2 and numbers and _INTERVAL_KEY.search(str(key)):
             return f"{fmt_value(value[0])} to {fmt_value(value[1])}"
         return ", ".join(fmt_value(v) for v in value)
     return str(value)
@@ -123,7 +131,7 @@ def _cellable(value: object) -> bool:
 def _leaf(key: object, value: object) -> Node:
     if isinstance(value, bool) and str(key).lower() in _VERDICT_KEYS:
         return Node(kind="verdict", passed=value, text="PASS" if value else "FAIL")
-    return Node(kind="text", text=fmt_value(value))
+    return Node(kind="text", text=fmt_value(value, key))
 
 
 def _table_columns(rows: Sequence[Mapping[str, Any]]) -> list[str] | None:

@@ -208,7 +208,7 @@ class DossierPage:
 
 def _cell(value: object) -> str:
     if isinstance(value, Mapping):
-        return "; ".join(f"{humanize(k)} {fmt_value(v)}" for k, v in value.items())
+        return "; ".join(f"{humanize(k)} {fmt_value(v, k)}" for k, v in value.items())
     return fmt_value(value) if value is not None else "—"
 
 
@@ -390,7 +390,7 @@ def _request_entries(r: ApprovalRequest) -> list[HistoryEntry]:
             actor=r.requested_by,
             model=model,
             summary=f"Request #{r.id} opened ({criteria})",
-            outcome="pending",
+            outcome="opened",
             request_id=r.id,
         )
     ]

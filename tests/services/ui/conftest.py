@@ -135,6 +135,11 @@ def _criterion(name: str, value: float, threshold: float, passed: bool, detail: 
     }
 
 
+def _group(name: str, n: int, tpr: float | None, ci: list[float] | None) -> Any:
+    """A subgroup row; groups under 30 studies are reported as too small, never dropped."""
+    return {"group": name, "n": n, "tpr": tpr, "ci": ci, "too_small": n < 30}
+
+
 def dossier_document(
     plots: dict[str, str], *, candidate: int, champion: int, protocol: int, failing: bool
 ) -> dict[str, Any]:
@@ -191,10 +196,10 @@ def dossier_document(
                 "metric": "tpr",
                 "max_gap": gap,
                 "groups": [
-                    {"group": "sex=F", "n": 1190, "tpr": 0.88, "ci": [0.85, 0.91], "small": False},
-                    {"group": "sex=M", "n": 1210, "tpr": 0.87, "ci": [0.84, 0.9], "small": False},
-                    {"group": "age >65", "n": 402, "tpr": 0.87 - gap, "ci": [0.7, 0.8], "small": False},
-                    {"group": "race=unknown", "n": 21, "tpr": None, "ci": None, "small": True},
+                    _group("sex=F", 1190, 0.88, [0.85, 0.91]),
+                    _group("sex=M", 1210, 0.87, [0.84, 0.9]),
+                    _group("age >65", 402, round(0.87 - gap, 3), [0.7, 0.8]),
+                    _group("race=unknown", 21, None, None),
                 ],
             },
             "calibration": {"ece_candidate": 0.031, "ece_champion": 0.036, "bins": 10},

@@ -61,9 +61,6 @@ def test_sign_in_wrong_password_then_the_list(page: Any, seed: Seed) -> None:
 
     sign_in(page, ADA)
     page.wait_for_url(re.compile(r"/ui/approvals$"))
-    # Keyboard users meet the skip link first.
-    page.keyboard.press("Tab")
-    assert page.evaluate("document.activeElement.textContent.trim()") == "Skip to main content"
     table = page.locator("table.requests")
     rows = table.locator("tbody tr")
     assert rows.count() == 3
@@ -77,6 +74,9 @@ def test_sign_in_wrong_password_then_the_list(page: Any, seed: Seed) -> None:
     assert "FAIL" in failed_row.inner_text()
     assert "override needs 2 approvers" in failed_row.inner_text()
     screenshot(page, "approvals")
+    # Keyboard users meet the skip link first.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent.trim()") == "Skip to main content"
 
     page.get_by_label("Show requests that are").select_option("approved")
     page.get_by_role("button", name="Show").click()
@@ -95,9 +95,7 @@ def test_review_dossier_then_wrong_password_then_reject(
     sign_in(page, ADA)
     page.get_by_role("link", name="cxr-classifier version 9").click()
     page.wait_for_url(re.compile(rf"/ui/approvals/{seed.reject_id}$"))
-    assert page.get_by_role("heading", level=1).inner_text().startswith(
-        "cxr-classifier version 9"
-    )
+    assert page.get_by_role("heading", level=1).inner_text().startswith("cxr-classifier version 9")
     summary = page.locator(".summary-grid").inner_text()
     assert "version 7" in summary  # champion
     assert "Change protocol\nversion 2" in summary
@@ -120,6 +118,10 @@ def test_review_dossier_then_wrong_password_then_reject(
     sites = page.locator("#section-sites table").inner_text()
     assert "east" in sites
     assert "0.905" in sites
+    drift = page.locator("#section-drift_evidence").inner_text()
+    assert "Alert IDs\n12, 14" in drift
+    performance = page.locator("#section-performance").inner_text()
+    assert "0.897 to 0.926" in performance
     # Criteria passed: no override offered.
     assert page.locator("#override").count() == 0
     screenshot(page, "dossier", docs=True)

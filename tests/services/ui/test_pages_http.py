@@ -83,14 +83,15 @@ def test_edited_forged_or_old_session_cookies_are_signed_out(
 ) -> None:
     secret = settings.session_secret
     good = cookies.issue_session(secret, EVE, Role.MLOPS_ENGINEER)
-    # Eve edits her role in the cookie (keeping the old signature).
-    encoded, mac = good.rsplit(".", 1)
-    forged_payload = cookies.issue_session("not-the-secret", EVE, Role.CLINICAL_SAFETY_OFFICER)
-    old = cookies.issue_session(secret, ADA, Role.CLINICAL_SAFETY_OFFICER, now=time.time() - 9 * 3600)
+    _, good_mac = good.rsplit(".", 1)
+    officer = cookies.issue_session("not-the-secret", EVE, Role.CLINICAL_SAFETY_OFFICER)
+    edited = officer.rsplit(".", 1)[0] + "." + good_mac  # role edited, signature kept
+    nine_hours_ago = time.time() - 9 * 3600
+    old = cookies.issue_session(secret, ADA, Role.CLINICAL_SAFETY_OFFICER, now=nine_hours_ago)
     wrong_role = cookies.issue_session(secret, EVE, Role.CLINICAL_SAFETY_OFFICER)
     for value in (
-        forged_payload.split(".")[0] + "." + mac,
-        forged_payload,
+        edited,
+        officer,  # signed with another secret
         old,
         wrong_role,  # correctly signed, but Eve's account is not an officer's
         "garbage",
@@ -154,9 +155,7 @@ def test_post_after_the_session_ended_goes_to_sign_in(ui_client: TestClient, see
         follow_redirects=False,
     )
     assert response.status_code == 303
-    assert response.headers["location"] == (
-        f"/ui/login?next=%2Fui%2Fapprovals%2F{seed.reject_id}"
-    )
+    assert response.headers["location"] == (f"/ui/login?next=%2Fui%2Fapprovals%2F{seed.reject_id}")
 
 
 def test_conflicted_officer_crafting_a_post_is_refused_by_four_eyes(
