@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from services.api.deps import AppState
 from services.api.errors import install_error_handlers
@@ -85,5 +86,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "database": db_ok,
             "triton": triton_ok,
         }
+
+    @app.get("/livez", tags=["ops"], summary="Liveness: 200 while the process serves HTTP")
+    def livez() -> dict[str, bool]:
+        return {"alive": True}
+
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Readiness: 200 when the database answers, else 503 (Triton is not asked)",
+        responses={503: {"description": "The database is unreachable."}},
+    )
+    def readyz() -> JSONResponse:
+        # Only the system of record decides readiness: without it nothing can be stored, while
+        # a Triton outage still lets the API take batch events and labels.
+        state: AppState = app.state.radwatch
+        try:
+            with state.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception:
+            return JSONResponse({"ready": False, "database": False}, status_code=503)
+        return JSONResponse({"ready": True, "database": True})
 
     return app
