@@ -73,7 +73,7 @@ def humanize(key: object) -> str:
         return text
     out = [_ACRONYMS.get(w.lower(), w) for w in words]
     first = out[0]
-    if first == words[0] and first.islower():
+    if words[0].lower() not in _ACRONYMS and first.islower():
         out[0] = first[:1].upper() + first[1:]
     return " ".join(out)
 

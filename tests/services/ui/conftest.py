@@ -107,6 +107,7 @@ def plots() -> dict[str, str]:
     ax.errorbar(diff, range(len(groups)), xerr=0.025, fmt="o", capsize=3)
     ax.axvline(-0.05, color="firebrick", linestyle=":", label="margin -0.05")
     ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_xticks([-0.05, -0.025, 0, 0.025])
     ax.set_yticks(range(len(groups)), groups)
     ax.set(xlabel="TPR difference (candidate - champion)", title="Subgroups")
     ax.legend(fontsize=8)
