@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.core.models import Role
 
@@ -74,12 +74,11 @@ class RolloutPlan(_Strict):
 class RollbackTrigger(_Strict):
     """After promotion, roll back automatically when one of these holds."""
 
-    kind: Literal["alert", "error_rate"]
+    kind: Literal["alert"] = "alert"
     monitors: list[str] = Field(
-        default_factory=list, description="For kind 'alert': monitor names (empty = any)."
+        default_factory=list, description="Monitor names whose alerts count (empty = any)."
     )
     min_severity: Literal["warning", "critical"] = "critical"
-    max_error_rate: float = Field(0.05, ge=0, le=1, description="For kind 'error_rate'.")
     within_minutes: float = Field(
         1440, gt=0, description="How long after promotion the trigger stays armed."
     )
@@ -120,11 +119,6 @@ class ChangeProtocolDocument(_Strict):
         default_factory=lambda: [RollbackTrigger(kind="alert", min_severity="critical")]
     )
     retraining: RetrainingPolicy = Field(default_factory=RetrainingPolicy)
-
-    @model_validator(mode="after")
-    def _override_needs_two(self) -> ChangeProtocolDocument:
-        # Documented rule, checked at decision time: an override needs max(2, required).
-        return self
 
     def approvals_needed(self, *, override: bool) -> int:
         """Approvals a request needs: an override of failed criteria always needs two people."""
