@@ -263,14 +263,15 @@ def blockers(
 ) -> list[str]:
     """Why ``viewer`` may not decide on ``request`` now; the same rules ``approvals.decide``
     enforces, checked first so that the page can say so instead of offering a doomed form."""
+    # A closed request needs no other explanation.
+    if request.state != approvals.PENDING:
+        return [f"This request is {request.state}; it can no longer be decided."]
+    if utc(request.expires_at) <= utc(now):
+        return [
+            f"This request expired at {fmt_time(request.expires_at)}; it can no longer be decided."
+        ]
     reasons = []
     who = f"{request.model_name} version {request.candidate_version}"
-    if request.state != approvals.PENDING:
-        reasons.append(f"This request is {request.state}; it can no longer be decided.")
-    elif utc(request.expires_at) <= utc(now):
-        reasons.append(
-            f"This request expired at {fmt_time(request.expires_at)}; it can no longer be decided."
-        )
     if viewer.name in (request.conflicted or {}).get("names", []):
         reasons.append(
             f"Four-eyes rule: you ({viewer.name}) triggered or trained {who}, so you may not "
