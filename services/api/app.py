@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from services.monitoring.config_endpoints import router as monitors_router
     from services.monitoring.endpoints import router as monitoring_router
     from services.serving.endpoints import router as serving_router
+    from services.ui.endpoints import router as ui_router
 
     install_metrics(app)
     app.include_router(events_router)
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(alerts_router)
     app.include_router(audit_router)
     app.include_router(lifecycle_router)
+    app.include_router(ui_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and dependency status")
     def healthz() -> dict[str, object]:
