@@ -91,9 +91,11 @@ def forest_plot(document: Mapping[str, Any]) -> str:
     fair = document["sections"]["fairness"]
     rows: list[tuple[str, str, dict[str, Any]]] = []
     for entry in fair["attributes"].values():
-        for model in ("candidate", "champion"):
-            for g in entry.get(model, {}).get("groups", []):
-                rows.append((f"{g['name']} (n={g['n']})", model, g))
+        cand, champ = (entry.get(m, {}).get("groups", []) for m in ("candidate", "champion"))
+        # Both models were judged on the same groups, in the same order: show them in pairs.
+        for g_cand, g_champ in zip(cand, champ, strict=False):
+            rows.append((f"{g_cand['name']} (n={g_cand['n']})", "candidate", g_cand))
+            rows.append((f"{g_champ['name']} (n={g_champ['n']})", "champion", g_champ))
     fig = Figure(figsize=(6.5, max(2.5, 0.28 * len(rows) + 1.2)))
     if not rows:
         _empty(fig, "No subgroup attributes declared")

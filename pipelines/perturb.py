@@ -67,6 +67,8 @@ def perturb(
 
     ``rng`` is only used by ``noise``; the other perturbations are deterministic.
     """
+    if kind not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {kind!r}; use one of {list(PERTURBATIONS)}")
     s = float(DEFAULT_STRENGTH[kind] if strength is None else strength)
     _check(kind, s)
     x = np.asarray(image, dtype=np.float32)

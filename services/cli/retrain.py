@@ -1,0 +1,211 @@
+"""``radwatch retrain``: ask for a retraining run, watch it, or run the whole pipeline in-process.
+
+``start`` queues a run (as ``POST /v1/models/{name}/retraining`` does) and a ``training`` worker
+picks it up; ``--wait`` polls the run and shows its progress. ``run-local`` needs no worker or
+broker: it queues the run and executes it in this process (the demo and tests use it). Runs are
+recorded as requested by ``cli:<OS user>``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from services.core.errors import RadwatchError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from services.core.models import RetrainingRun
+    from services.core.settings import Settings
+
+app = typer.Typer(
+    help="Retrain a model on recent labelled data and watch runs.", no_args_is_help=True
+)
+err = Console(stderr=True)
+
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name (default: settings).")]
+ReasonOpt = Annotated[str, typer.Option(help="Why (audited).")]
+EpochsOpt = Annotated[int | None, typer.Option(min=1, max=500, help="Default: the protocol's.")]
+SeedOpt = Annotated[int | None, typer.Option(min=0, help="Default: the protocol's.")]
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+def _fail(exc: RadwatchError) -> NoReturn:
+    err.print(f"[red]error:[/red] {exc.message}")
+    raise typer.Exit(2 if exc.status_code < 500 else 1)
+
+
+@contextmanager
+def _sessions() -> Iterator[tuple[sessionmaker[Session], Settings]]:
+    from services.core.db import make_engine, make_sessionmaker
+    from services.core.settings import get_settings
+
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        yield make_sessionmaker(engine), settings
+    finally:
+        engine.dispose()
+
+
+def _out(run: RetrainingRun) -> dict[str, Any]:
+    from services.lifecycle.retraining_schemas import RetrainingRunOut
+
+    return RetrainingRunOut.model_validate(run).model_dump(mode="json")
+
+
+def _request(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    *,
+    model: str | None,
+    reason: str,
+    epochs: int | None,
+    seed: int | None,
+    enqueue: bool,
+) -> int:
+    from services.core.db import session_scope
+    from services.lifecycle import retraining
+
+    with session_scope(sessions) as session:
+        run = retraining.request_run(
+            session,
+            model_name=model or settings.model_name,
+            trigger="manual",
+            requested_by=_actor(),
+            reason=reason,
+            options=retraining.RunOptions(epochs=epochs, seed=seed),
+        )
+        if enqueue:
+            retraining.enqueue_after_commit(
+                session,
+                broker_url=settings.resolved_broker_url,
+                queue=settings.training_queue,
+                run_ids=[run.id],
+            )
+        return run.id
+
+
+def _watch(sessions: sessionmaker[Session], run_id: int, *, poll_s: float = 1.0) -> str:
+    """Poll the run until it finishes, with a progress bar; its final state."""
+    from services.cli.progress import make_progress
+    from services.core.db import session_scope
+    from services.lifecycle import retraining
+
+    with make_progress() as bars:
+        task = bars.add_task(f"run {run_id}", total=100)
+        while True:
+            with session_scope(sessions) as session:
+                run = retraining.get(session, run_id)
+                state, progress, message = run.state, run.progress, run.message
+            bars.update(
+                task, completed=round(100 * progress), description=f"run {run_id} {state}"[:22]
+            )
+            if state in (retraining.SUCCEEDED, retraining.FAILED):
+                bars.update(task, completed=100 if state == retraining.SUCCEEDED else None)
+                break
+            time.sleep(poll_s)
+    err.print(f"run {run_id} {state}: {message or ''}")
+    return state
+
+
+@app.command("start")
+def start(
+    model: ModelOpt = None,
+    reason: ReasonOpt = "Requested from the command line.",
+    epochs: EpochsOpt = None,
+    seed: SeedOpt = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Poll until the run finishes.")] = False,
+) -> None:
+    """Queue a retraining run for a training worker; print its id (and wait with --wait)."""
+    with _sessions() as (sessions, settings):
+        try:
+            run_id = _request(
+                sessions,
+                settings,
+                model=model,
+                reason=reason,
+                epochs=epochs,
+                seed=seed,
+                enqueue=True,
+            )
+            typer.echo(f"queued retraining run {run_id}")
+            if wait and _watch(sessions, run_id) != "succeeded":
+                raise typer.Exit(1)
+        except RadwatchError as exc:
+            _fail(exc)
+
+
+@app.command("status")
+def status(
+    run_id: Annotated[int | None, typer.Argument(help="One run; default: the latest 20.")] = None,
+    model: ModelOpt = None,
+) -> None:
+    """Print one run, or the latest runs, as JSON."""
+    from services.core.db import session_scope
+    from services.lifecycle import retraining
+
+    with _sessions() as (sessions, _):
+        try:
+            with session_scope(sessions) as session:
+                if run_id is not None:
+                    rows: Any = _out(retraining.get(session, run_id))
+                else:
+                    rows = [
+                        _out(r) for r in retraining.list_runs(session, model_name=model, limit=20)
+                    ]
+        except RadwatchError as exc:
+            _fail(exc)
+    typer.echo(json.dumps(rows, indent=2, default=str))
+
+
+@app.command("run-local")
+def run_local(
+    model: ModelOpt = None,
+    reason: ReasonOpt = "Local retraining run from the command line.",
+    epochs: EpochsOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Queue a run and execute it in this process (no worker or broker needed)."""
+    from services.cli.progress import stage_progress
+    from services.lifecycle import retraining
+    from services.registry.mlflow_registry import MlflowRegistry
+
+    with _sessions() as (sessions, settings):
+        try:
+            run_id = _request(
+                sessions,
+                settings,
+                model=model,
+                reason=reason,
+                epochs=epochs,
+                seed=seed,
+                enqueue=False,
+            )
+            registry = MlflowRegistry(settings.resolved_mlflow_uri)
+            with stage_progress() as progress:
+                run = retraining.execute_run(
+                    sessions, registry, run_id, actor=_actor(), progress=progress
+                )
+        except RadwatchError as exc:
+            _fail(exc)
+    if run is None:
+        err.print(f"[red]error:[/red] run {run_id} was taken by another process.")
+        raise typer.Exit(1)
+    typer.echo(json.dumps(_out(run), indent=2, default=str))
+    if run.state != retraining.SUCCEEDED:
+        raise typer.Exit(1)
