@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     #: younger than ``reauth_max_age_s``), whatever the session's age.
     session_max_age_s: int = Field(default=8 * 3600, ge=60)
     reauth_max_age_s: int = Field(default=300, ge=30, le=3600)
+    #: Shadow inferences in flight per API process; beyond it mirrors are skipped (counted as
+    #: ``radwatch_shadow_predictions_total{outcome="skipped"}``) so shadow never slows answers.
+    shadow_max_inflight: int = Field(default=2, ge=1, le=64)
     #: Celery queue of retraining runs (GPU workers consume it).
     training_queue: str = "training"
 

@@ -104,7 +104,11 @@ async def create_prediction(
         image=image,
         metadata=metadata,
     )
-    if chosen.shadow is not None and not response.duplicate:
+    if (
+        chosen.shadow is not None
+        and not response.duplicate
+        and shadow.admit(chosen.shadow.model_name, state.settings.shadow_max_inflight)
+    ):
         # After the response is sent: the candidate's answer is logged, never returned, and
         # its failure cannot fail or slow the clinical request.
         background.add_task(

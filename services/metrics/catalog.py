@@ -327,7 +327,8 @@ CATALOG: tuple[MetricSpec, ...] = (
         "radwatch_shadow_predictions_total",
         "counter",
         ("model", "outcome"),
-        "Mirrored candidate inferences during shadow, by model and outcome (stored, failed).",
+        "Mirrored candidate inferences during shadow, by model and outcome (stored, failed, "
+        "skipped: shed because the candidate fell behind).",
         "Lifecycle",
         "process",
     ),

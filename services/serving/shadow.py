@@ -8,6 +8,7 @@ short transaction, so neither its latency nor its failure reaches the clinician.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -27,7 +28,39 @@ from services.serving.client import TritonClient
 log = logging.getLogger(__name__)
 
 
-def mirror(
+class _Budget:
+    """Shadow work in flight in this process. Mirroring doubles the inference load; when the
+    candidate falls behind, new mirrors are skipped (and counted) instead of queueing behind
+    clinical requests, so shadow can never slow the champion's answers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inflight = 0
+
+    def try_acquire(self, limit: int) -> bool:
+        with self._lock:
+            if self._inflight >= limit:
+                return False
+            self._inflight += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._inflight = max(0, self._inflight - 1)
+
+
+budget = _Budget()
+
+
+def admit(model_name: str, limit: int) -> bool:
+    """Whether to mirror this request; a skipped mirror is counted, never an error."""
+    if budget.try_acquire(limit):
+        return True
+    SHADOW_PREDICTIONS.labels(model_name, "skipped").inc()
+    return False
+
+
+def mirror(  # called only after admit() returned True
     sessions: sessionmaker[Session],
     triton: TritonClient,
     *,
@@ -67,6 +100,8 @@ def mirror(
             candidate.model_version,
             type(exc).__name__,
         )
+    finally:
+        budget.release()
 
 
 def count(session: Session, model_name: str, candidate_version: int, *, since_id: int = 0) -> int:
