@@ -65,9 +65,10 @@ def calibration_plot(document: Mapping[str, Any]) -> str:
         bins = cal[model]["bins"]
         x = [b["mean_score"] for b in bins]
         y = [b["observed_rate"] for b in bins]
+        # max(0, .): the stored rate and bounds are rounded independently.
         err = [
-            [b["observed_rate"] - b["observed_lower"] for b in bins],
-            [b["observed_upper"] - b["observed_rate"] for b in bins],
+            [max(0.0, b["observed_rate"] - b["observed_lower"]) for b in bins],
+            [max(0.0, b["observed_upper"] - b["observed_rate"]) for b in bins],
         ]
         ax.errorbar(
             x,
