@@ -62,10 +62,15 @@ def _sessions() -> Iterator[tuple[sessionmaker[Session], Settings]]:
         engine.dispose()
 
 
-def _out(run: RetrainingRun) -> dict[str, Any]:
+def _out(session: Session, run: RetrainingRun) -> dict[str, Any]:
+    """The run as the API shows it (with its dossier id)."""
+    from services.lifecycle import retraining
     from services.lifecycle.retraining_schemas import RetrainingRunOut
 
-    return RetrainingRunOut.model_validate(run).model_dump(mode="json")
+    out = RetrainingRunOut.model_validate(run)
+    dossier = retraining.dossier_of(session, run.id)
+    out.dossier_id = dossier.id if dossier is not None else None
+    return out.model_dump(mode="json")
 
 
 def _request(
@@ -163,11 +168,10 @@ def status(
         try:
             with session_scope(sessions) as session:
                 if run_id is not None:
-                    rows: Any = _out(retraining.get(session, run_id))
+                    rows: Any = _out(session, retraining.get(session, run_id))
                 else:
-                    rows = [
-                        _out(r) for r in retraining.list_runs(session, model_name=model, limit=20)
-                    ]
+                    runs = retraining.list_runs(session, model_name=model, limit=20)
+                    rows = [_out(session, r) for r in runs]
         except RadwatchError as exc:
             _fail(exc)
     typer.echo(json.dumps(rows, indent=2, default=str))
@@ -182,6 +186,7 @@ def run_local(
 ) -> None:
     """Queue a run and execute it in this process (no worker or broker needed)."""
     from services.cli.progress import stage_progress
+    from services.core.db import session_scope
     from services.lifecycle import retraining
     from services.registry.mlflow_registry import MlflowRegistry
 
@@ -203,9 +208,11 @@ def run_local(
                 )
         except RadwatchError as exc:
             _fail(exc)
-    if run is None:
-        err.print(f"[red]error:[/red] run {run_id} was taken by another process.")
-        raise typer.Exit(1)
-    typer.echo(json.dumps(_out(run), indent=2, default=str))
-    if run.state != retraining.SUCCEEDED:
+        if run is None:
+            err.print(f"[red]error:[/red] run {run_id} was taken by another process.")
+            raise typer.Exit(1)
+        with session_scope(sessions) as session:
+            out = _out(session, retraining.get(session, run_id))
+    typer.echo(json.dumps(out, indent=2, default=str))
+    if out["state"] != retraining.SUCCEEDED:
         raise typer.Exit(1)

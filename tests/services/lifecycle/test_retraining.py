@@ -541,3 +541,27 @@ def test_trigger_task_enqueues_after_commit_and_resends_stale_runs(
     assert beat["task"] == "lifecycle.retraining_triggers"
     assert beat["options"]["queue"] == "monitoring"
     assert app.amqp.router.route({}, retraining.TASK_NAME)["queue"].name == "training"
+
+
+def test_progress_is_committed_while_the_run_works(
+    scenario: Scenario, worker_settings: Settings
+) -> None:
+    """Another session (the API, the CLI's --wait) sees the run advance while it is running."""
+    sc = scenario
+    run_id = request(sc, epochs=3)
+    seen: list[tuple[str, str, float]] = []
+
+    def watch(stage: str, done: int, total: int) -> None:
+        with session_scope(sc.sessions) as s:
+            run = retraining.get(s, run_id)
+            seen.append((stage, run.state, run.progress))
+
+    run = retraining.execute_run(sc.sessions, sc.registry, run_id, progress=watch)
+    assert run is not None
+    assert run.state == "succeeded"
+    assert {state for _, state, _ in seen} == {"running"}
+    values = [p for _, _, p in seen]
+    assert values == sorted(values)
+    assert values[0] == 0.0
+    assert max(values) >= 0.85  # committed before the dossier stage began
+    assert [s for s, _, _ in seen][-1] == "evaluating"
