@@ -43,7 +43,7 @@ from monitors.performance import (
 )
 from pipelines.contract import FINDINGS
 from pipelines.model import RadiographNet, predict
-from pipelines.perturb import Perturbation, perturb_batch
+from pipelines.perturb import DEFAULT_STRENGTH, Perturbation, perturb_batch
 from pipelines.preprocess import to_model_input
 from pipelines.synth import Study
 
@@ -442,7 +442,8 @@ def evaluate_robustness(
         "champion": predict(champion, clean_x)[0][:, j].astype(np.float64),
     }
     for kind in perturbations:
-        strength = None if strengths is None else strengths.get(kind)
+        strength = DEFAULT_STRENGTH[kind] if strengths is None else strengths.get(kind)
+        strength = DEFAULT_STRENGTH[kind] if strength is None else float(strength)
         x = to_model_input(perturb_batch(images, kind, seed=seed, strength=strength))
         entry: dict[str, Any] = {"strength": strength}
         for name, model in (("candidate", candidate), ("champion", champion)):

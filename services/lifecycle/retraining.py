@@ -79,6 +79,8 @@ LOOKBACK_FACTOR = 2
 SEVERITY_RANK = {"warning": 1, "critical": 2}
 #: A queued run whose message was lost (broker restart) is sent again after this long.
 RESEND_AFTER = timedelta(minutes=30)
+#: A run still running this long after it started is taken as abandoned by a lost worker.
+ABANDON_AFTER = timedelta(hours=12)
 _CONNECT_TIMEOUT_S = 2.0
 
 
@@ -383,6 +385,27 @@ def stale_queued(session: Session, *, now: datetime | None = None) -> list[Retra
         last = datetime.fromisoformat(sent) if sent else _utc(run.created_at)
         if at - last >= RESEND_AFTER:
             run.lineage = {**run.lineage, "resent_at": at.isoformat()}
+            out.append(run)
+    return out
+
+
+def fail_abandoned(session: Session, *, now: datetime | None = None) -> list[RetrainingRun]:
+    """Mark runs still ``running`` :data:`ABANDON_AFTER` after they started as failed: their
+    worker died (a redelivered message skips a run that is not queued), and a run stuck in
+    ``running`` would block every new request for the model."""
+    at = now or datetime.now(UTC)
+    stmt = select(RetrainingRun).where(RetrainingRun.state == RUNNING).with_for_update()
+    out: list[RetrainingRun] = []
+    for run in session.scalars(stmt):
+        if run.started_at is not None and at - _utc(run.started_at) >= ABANDON_AFTER:
+            hours = ABANDON_AFTER.total_seconds() / 3600
+            mark_failed(
+                session,
+                run,
+                actor=actions.ACTOR_SYSTEM,
+                message=f"No result {hours:g} h after it started; its worker was probably lost. "
+                "Request a new run.",
+            )
             out.append(run)
     return out
 

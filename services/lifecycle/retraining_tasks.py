@@ -23,10 +23,12 @@ def retrain(run_id: int) -> str:
 
 @celery_app.task(name=TRIGGER_TASK)  # type: ignore[untyped-decorator,misc]
 def retraining_triggers() -> int:
-    """Request runs whose protocol's persistence rule is met, and re-send queued runs whose
-    message may have been lost; both are enqueued after the commit. Returns the runs created."""
+    """Fail runs abandoned by a lost worker, request runs whose protocol's persistence rule is
+    met, and re-send queued runs whose message may have been lost (sent after the commit).
+    Returns the number of runs created."""
     ctx = get_context()
     with session_scope(ctx.sessions) as session:
+        retraining.fail_abandoned(session)
         created = retraining.trigger_due_runs(session)
         resend = retraining.stale_queued(session)
         retraining.enqueue_after_commit(

@@ -237,6 +237,7 @@ def test_robustness_runs_both_full_models_on_synthetic_studies() -> None:
     )
     assert out["n"] == 60
     assert set(out["perturbations"]) == {"noise", "exposure"}
+    assert out["perturbations"]["noise"]["strength"] == 0.03
     for entry in out["perturbations"].values():
         for model in ("candidate", "champion"):
             d = entry[model]

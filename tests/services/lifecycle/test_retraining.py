@@ -565,3 +565,19 @@ def test_progress_is_committed_while_the_run_works(
     assert values[0] == 0.0
     assert max(values) >= 0.85  # committed before the dossier stage began
     assert [s for s, _, _ in seen][-1] == "evaluating"
+
+
+def test_a_run_abandoned_by_a_lost_worker_is_failed_by_the_sweep(scenario: Scenario) -> None:
+    sc = scenario
+    run_id = request(sc)
+    with session_scope(sc.sessions) as s:
+        run = retraining.get(s, run_id)
+        run.state, run.started_at = "running", datetime.now(UTC) - timedelta(hours=2)
+        assert retraining.fail_abandoned(s) == []
+        later = datetime.now(UTC) + timedelta(hours=11)
+        assert [r.id for r in retraining.fail_abandoned(s, now=later)] == [run_id]
+    with session_scope(sc.sessions) as s:
+        run = retraining.get(s, run_id)
+        assert run.state == "failed"
+        assert "worker was probably lost" in (run.message or "")
+    assert ("system", "retraining.failed", "retraining_run") in audit_actions(sc.sessions)
