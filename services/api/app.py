@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from services.events.endpoints import router as events_router
     from services.labels.endpoints import router as labels_router
     from services.lifecycle.endpoints import router as lifecycle_router
+    from services.lifecycle.retraining_endpoints import router as retraining_router
     from services.metrics.endpoints import install_metrics
     from services.monitoring.config_endpoints import router as monitors_router
     from services.monitoring.endpoints import router as monitoring_router
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(alerts_router)
     app.include_router(audit_router)
     app.include_router(lifecycle_router)
+    app.include_router(retraining_router)
     app.include_router(ui_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and dependency status")

@@ -16,6 +16,7 @@ from services.cli import grafana as grafana_cli
 from services.cli import lifecycle as lifecycle_cli
 from services.cli import monitor as monitor_cli
 from services.cli import monitors as monitors_cli
+from services.cli import retrain as retrain_cli
 from services.core.errors import RadwatchError
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(monitors_cli.app, name="monitors")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(grafana_cli.app, name="grafana")
+app.add_typer(retrain_cli.app, name="retrain")
 app.add_typer(lifecycle_cli.users_app, name="users")
 app.add_typer(lifecycle_cli.promote_app, name="promote")
 app.command("rollback")(lifecycle_cli.rollback)

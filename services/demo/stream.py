@@ -80,7 +80,12 @@ def ordered_studies(plan: StreamPlan, seed: int, chunk: int = 32) -> Iterator[St
 
 def send_study(client: httpx.Client, study: Study, *, event_id: str) -> dict[str, object]:
     files = {"file": (f"{event_id}.dcm", study_to_bytes(study), "application/dicom")}
-    data = {"site": study.site, "event_id": event_id, "race_ethnicity": study.race_ethnicity}
+    data = {
+        "site": study.site,
+        "event_id": event_id,
+        "study_id": study.study_id,
+        "race_ethnicity": study.race_ethnicity,
+    }
     response = client.post("/v1/predictions", files=files, data=data)
     if response.status_code != 200:
         raise RuntimeError(f"prediction failed with {response.status_code}: {response.text[:300]}")
@@ -96,8 +101,12 @@ def stream(
     seed: int,
     concurrency: int = 4,
     on_progress: Callable[[int], None] | None = None,
+    truth: list[tuple[str, dict[str, int]]] | None = None,
+    event_prefix: str = "demo",
 ) -> int:
-    """Send every planned study; returns how many predictions the gateway accepted."""
+    """Send every planned study; returns how many predictions the gateway accepted. With
+    ``truth``, the (study id, labels) of every sent study are appended to it, for the
+    radiologists' reports that arrive later."""
     done = 0
     headers = {"Authorization": f"Bearer {api_key}"}
     limits = httpx.Limits(max_connections=concurrency)
@@ -119,7 +128,9 @@ def stream(
                 on_progress(done)
 
         for study in ordered_studies(plan, seed):
-            batch.append((study, f"demo-{seed}-{study.site}-{counters[study.site]:05d}"))
+            batch.append((study, f"{event_prefix}-{seed}-{study.site}-{counters[study.site]:05d}"))
+            if truth is not None:
+                truth.append((study.study_id, dict(study.labels)))
             counters[study.site] += 1
             if len(batch) >= 4 * concurrency:
                 flush()

@@ -42,6 +42,11 @@ MATRIX: list[tuple[str, str, tuple[str, ...], dict[str, Any] | None]] = [
     ("GET", "/v1/promotions", ALL, None),
     ("GET", "/v1/models/{model}/routing", ALL, None),
     ("GET", "/v1/models/{model}/shadow", ALL, None),
+    ("POST", "/v1/models/{name}/retraining", (E,), {"reason": "matrix test"}),
+    ("GET", "/v1/retraining", ALL, None),
+    ("GET", "/v1/retraining/{run_id}", ALL, None),
+    ("GET", "/v1/dossiers/{dossier_id}", ALL, None),
+    ("GET", "/v1/dossiers/{dossier_id}/html", ALL, None),
     ("GET", "/v1/audit", ALL, None),
     ("GET", "/v1/audit/verify", (C, A), None),
 ]
@@ -103,7 +108,7 @@ def test_authorization(
     allowed: tuple[str, ...],
     body: dict[str, Any] | None,
 ) -> None:
-    url = path.format(request_id=pending, model=TEST_MODEL)
+    url = path.format(request_id=pending, model=TEST_MODEL, name=TEST_MODEL, run_id=1, dossier_id=1)
     headers = {"Authorization": f"Bearer {keys[role]}"} if role else {"Authorization": ""}
     r = client.request(method, url, json=body, headers=headers)
     if role is None:
