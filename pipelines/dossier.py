@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,15 +37,10 @@ from monitors.performance import (
     MetricCI,
     auroc_delong,
     confusion_metrics,
-    delong_compare,
     evaluate_performance,
     non_inferiority,
 )
-from pipelines.contract import FINDINGS
-from pipelines.model import RadiographNet, predict
-from pipelines.perturb import DEFAULT_STRENGTH, Perturbation, perturb_batch
-from pipelines.preprocess import to_model_input
-from pipelines.synth import Study
+from pipelines.perturb import Perturbation
 
 SCHEMA_VERSION = 1
 #: The sections of ``document["sections"]``, in page order.
@@ -402,67 +397,6 @@ def sites_section(inputs: DossierInputs) -> dict[str, Any]:
             row[model] = {"auroc": auc, "sensitivity": sens}
         rows.append(row)
     return {"sites": rows}
-
-
-def evaluate_robustness(
-    candidate: RadiographNet,
-    champion: RadiographNet,
-    studies: Sequence[Study],
-    *,
-    finding: str,
-    perturbations: Sequence[Perturbation],
-    alpha: float = 0.05,
-    seed: int = 0,
-    strengths: Mapping[str, float] | None = None,
-) -> dict[str, Any]:
-    """AUROC of both full models (encoder and heads, from pixels) on synthetic ``studies``,
-    clean and under each perturbation; the drop (clean - perturbed) with a paired DeLong CI.
-
-    Synthetic studies are used because production keeps no images; they come from the same
-    generator as the training data, so this measures sensitivity to the acquisition change
-    alone, on patients neither model has seen.
-    """
-    j = FINDINGS.index(finding)
-    y = np.array([bool(s.labels[finding]) for s in studies], dtype=bool)
-    images = [s.image for s in studies]
-    n_pos = int(y.sum())
-    out: dict[str, Any] = {
-        "n": len(studies),
-        "n_pos": n_pos,
-        "finding": finding,
-        "seed": seed,
-        "perturbations": {},
-    }
-    if n_pos == 0 or n_pos == len(y):
-        out["error"] = "the synthetic robustness set has one class only"
-        return out
-    clean_x = to_model_input(images)
-    clean = {
-        "candidate": predict(candidate, clean_x)[0][:, j].astype(np.float64),
-        "champion": predict(champion, clean_x)[0][:, j].astype(np.float64),
-    }
-    for kind in perturbations:
-        strength = DEFAULT_STRENGTH[kind] if strengths is None else strengths.get(kind)
-        strength = DEFAULT_STRENGTH[kind] if strength is None else float(strength)
-        x = to_model_input(perturb_batch(images, kind, seed=seed, strength=strength))
-        entry: dict[str, Any] = {"strength": strength}
-        for name, model in (("candidate", candidate), ("champion", champion)):
-            pert = predict(model, x)[0][:, j].astype(np.float64)
-            cmp = delong_compare(y, clean[name], pert, alpha)
-            entry[name] = dict(
-                json_safe(
-                    {
-                        "auroc_clean": cmp.auc_a,
-                        "auroc_perturbed": cmp.auc_b,
-                        "drop": cmp.difference,
-                        "drop_lower": cmp.lower,
-                        "drop_upper": cmp.upper,
-                        "p_value": cmp.p_value,
-                    }
-                )
-            )
-        out["perturbations"][kind] = entry
-    return out
 
 
 def robustness_criteria(robustness: Mapping[str, Any], c: DossierCriteria) -> list[dict[str, Any]]:

@@ -21,10 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipelines.contract import FINDINGS
-from pipelines.dossier import DossierCriteria, DossierInputs, EvaluationSet, evaluate_robustness
+from pipelines.dossier import DossierCriteria, DossierInputs, EvaluationSet
 from pipelines.dossier import build_document as build_dossier_document
 from pipelines.dossier_report import render_html, render_plots
 from pipelines.model import RadiographNet
+from pipelines.perturb import evaluate_robustness
 from pipelines.retrain import NO_LABEL, score_embeddings, split_by_time
 from pipelines.synth import RadiographGenerator
 from services.audit import actions

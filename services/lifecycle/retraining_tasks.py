@@ -12,6 +12,9 @@ from services.worker.context import get_context
 
 TRIGGER_TASK = "lifecycle.retraining_triggers"
 
+# The ignores below: Celery's decorator is untyped, and pyproject's mypy override for it matches
+# ``services.*.tasks`` only, not this module's name.
+
 
 @celery_app.task(name=retraining.TASK_NAME)  # type: ignore[untyped-decorator,misc]
 def retrain(run_id: int) -> str:

@@ -16,10 +16,10 @@ from pipelines.dossier import (
     DossierInputs,
     EvaluationSet,
     build_document,
-    evaluate_robustness,
     roc_points,
 )
 from pipelines.dossier_report import PLOTS, render_html, render_plots
+from pipelines.perturb import evaluate_robustness
 from pipelines.synth import RadiographGenerator
 from tests.fixtures.triton import make_test_model
 
