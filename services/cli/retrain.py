@@ -187,7 +187,7 @@ def run_local(
     """Queue a run and execute it in this process (no worker or broker needed)."""
     from services.cli.progress import stage_progress
     from services.core.db import session_scope
-    from services.lifecycle import retraining
+    from services.lifecycle import retraining, retraining_runner
     from services.registry.mlflow_registry import MlflowRegistry
 
     with _sessions() as (sessions, settings):
@@ -203,7 +203,7 @@ def run_local(
             )
             registry = MlflowRegistry(settings.resolved_mlflow_uri)
             with stage_progress() as progress:
-                run = retraining.execute_run(
+                run = retraining_runner.execute_run(
                     sessions, registry, run_id, actor=_actor(), progress=progress
                 )
         except RadwatchError as exc:

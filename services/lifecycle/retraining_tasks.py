@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from services.audit import actions
 from services.core.db import session_scope
-from services.lifecycle import retraining
+from services.lifecycle import retraining, retraining_runner
 from services.worker.app import celery_app
 from services.worker.context import get_context
 
@@ -20,7 +20,9 @@ TRIGGER_TASK = "lifecycle.retraining_triggers"
 def retrain(run_id: int) -> str:
     """Run a queued retraining run; returns its final state ("skipped" if it was not queued)."""
     ctx = get_context()
-    run = retraining.execute_run(ctx.sessions, ctx.registry, run_id, actor=actions.ACTOR_WORKER)
+    run = retraining_runner.execute_run(
+        ctx.sessions, ctx.registry, run_id, actor=actions.ACTOR_WORKER
+    )
     return "skipped" if run is None else run.state
 
 

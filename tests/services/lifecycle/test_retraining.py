@@ -43,7 +43,7 @@ from services.core.models import (
     RetrainingRun,
 )
 from services.core.settings import Settings, get_settings
-from services.lifecycle import protocols, retraining
+from services.lifecycle import protocols, retraining, retraining_runner
 from services.lifecycle.protocol import (
     AcceptanceCriteria,
     ChangeProtocolDocument,
@@ -377,7 +377,7 @@ def test_failure_marks_the_run_failed_with_a_short_message(
 
     registry = MlflowRegistry(sc.registry.tracking_uri)
     monkeypatch.setattr(registry, "load_model", broken)
-    run = retraining.execute_run(sc.sessions, registry, run_id)
+    run = retraining_runner.execute_run(sc.sessions, registry, run_id)
     assert run is not None
     assert run.state == "failed"
     assert run.message == "RuntimeError: weights corrupt"
@@ -404,7 +404,7 @@ def test_a_held_out_set_without_positives_fails_the_run_clearly(
             )
         ):
             label.label = False
-    run = retraining.execute_run(sc.sessions, sc.registry, run_id)
+    run = retraining_runner.execute_run(sc.sessions, sc.registry, run_id)
     assert run is not None
     assert run.state == "failed"
     assert run.message == (
@@ -556,7 +556,7 @@ def test_progress_is_committed_while_the_run_works(
             run = retraining.get(s, run_id)
             seen.append((stage, run.state, run.progress))
 
-    run = retraining.execute_run(sc.sessions, sc.registry, run_id, progress=watch)
+    run = retraining_runner.execute_run(sc.sessions, sc.registry, run_id, progress=watch)
     assert run is not None
     assert run.state == "succeeded"
     assert {state for _, state, _ in seen} == {"running"}
