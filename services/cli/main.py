@@ -77,9 +77,22 @@ def demo(
     ] = Path("radwatch-data/demo"),
     report: Annotated[Path, typer.Option(help="HTML report path.")] = Path("demo-report.html"),
     seed: Annotated[int, typer.Option(help="Seed of the study stream.")] = 2026,
+    auto_approve_as: Annotated[
+        str | None,
+        typer.Option(
+            help="Sign off the candidate as this demo safety officer (logged as such) instead of "
+            "waiting for a person to approve it on the /ui pages."
+        ),
+    ] = None,
+    lifecycle: Annotated[
+        bool,
+        typer.Option(help="Continue past the alert: labels, retraining, sign-off, promotion."),
+    ] = True,
 ) -> None:
     """Run the whole story on embedded defaults: train, register, serve on Triton, stream studies
-    from 3 sites (one switches scanner vendor midway), monitor with a Celery worker, alert."""
+    from 3 sites (one switches scanner vendor midway), monitor with a Celery worker, alert; then
+    late labels, retraining, an evaluation dossier, sign-off, and a shadow -> canary -> champion
+    promotion after which the monitors stay quiet."""
     from services.demo.runner import DemoOptions, run_demo
 
     try:
@@ -90,6 +103,8 @@ def demo(
                 report_path=report,
                 seed=seed,
                 json_output=json_output,
+                auto_approve_as=auto_approve_as,
+                lifecycle=lifecycle,
             )
         )
     except RadwatchError as exc:

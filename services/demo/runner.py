@@ -12,6 +12,7 @@ import shutil
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,16 @@ from services.core.errors import UnavailableError
 from services.core.models import Role
 from services.core.processes import api_process, free_port, settings_env, worker_process
 from services.core.settings import Settings
+from services.demo.lifecycle import (
+    DEMO_PROTOCOL,
+    add_people,
+    post_labels,
+    promotion_state,
+    sign_off,
+    wait_for_run,
+)
 from services.demo.report import write_report
-from services.demo.stream import plan_stream, stream
+from services.demo.stream import StreamPlan, plan_stream, stream
 from services.registry.mlflow_registry import MlflowRegistry
 from services.registry.service import train_and_register
 from services.serving.client import TritonClient
@@ -46,6 +55,14 @@ class DemoOptions:
     concurrency: int = 4
     #: How long to wait for the worker to finish the last windows after the stream ends.
     drain_timeout_s: float = 180.0
+    #: Approve the candidate as this demo safety officer instead of waiting for a person.
+    auto_approve_as: str | None = None
+    #: Continue past the alert: labels, retraining, dossier, sign-off, promotion.
+    lifecycle: bool = True
+    #: Studies streamed after the promotion completed, for the post-promotion monitors.
+    after_promotion_studies: int = 600
+    #: How long to wait for a person's sign-off when not auto-approving.
+    sign_off_timeout_s: float = 3600.0
 
 
 def child_env(settings: Settings) -> dict[str, str]:
@@ -76,14 +93,14 @@ def run_story(settings: Settings, opts: DemoOptions, console: Console) -> dict[s
     plan = plan_stream(opts.studies)
     say = console.print
 
-    say("[bold]1/6[/bold] database: migrating", settings.resolved_database_url.split("@")[-1])
+    say("[bold]1/10[/bold] database: migrating", settings.resolved_database_url.split("@")[-1])
     migrate(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
     sessions = make_sessionmaker(engine)
     with session_scope(sessions) as session:
         api_key = create_key(session, name="demo-mlops-engineer", role=Role.MLOPS_ENGINEER)
 
-    say("[bold]2/6[/bold] training the encoder on synthetic radiographs (CPU)")
+    say("[bold]2/10[/bold] training the encoder on synthetic radiographs (CPU)")
     registry = MlflowRegistry(settings.resolved_mlflow_uri)
     with make_progress(console) as bars:
         tasks: dict[str, Any] = {}
@@ -103,7 +120,7 @@ def run_story(settings: Settings, opts: DemoOptions, console: Console) -> dict[s
     )
 
     with ExitStack() as stack:
-        say("[bold]3/6[/bold] starting tritonserver (explicit model control) and deploying")
+        say("[bold]3/10[/bold] starting tritonserver (explicit model control) and deploying")
         settings.triton_repository.mkdir(parents=True, exist_ok=True)
         triton_server = TritonServerProcess(
             settings.triton_repository,
@@ -128,22 +145,25 @@ def run_story(settings: Settings, opts: DemoOptions, console: Console) -> dict[s
             )
         triton_version = triton.server_version()
 
-        say("[bold]4/6[/bold] starting the API and a Celery worker (with beat)")
+        say("[bold]4/10[/bold] starting the API and a Celery worker (with beat)")
         env = child_env(settings)
         api_port = free_port()
         api = api_process(env, port=api_port, log_path=logs / "api.log").start()
         stack.callback(api.stop)
-        worker = worker_process(env, log_path=logs / "worker.log").start()
+        worker = worker_process(
+            env, log_path=logs / "worker.log", queues="monitoring,training"
+        ).start()
         stack.callback(worker.stop)
         base_url = f"http://127.0.0.1:{api_port}"
         api.wait_http(f"{base_url}/healthz", timeout_s=90)
         worker.wait_log("ready", timeout_s=90)
 
         say(
-            f"[bold]5/6[/bold] streaming {plan.studies} studies from {len(plan.sites)} sites; "
+            f"[bold]5/10[/bold] streaming {plan.studies} studies from {len(plan.sites)} sites; "
             f"'{plan.shifted_site}' switches to vendor '{plan.new_vendor}' after "
             f"{plan.shift_after_predictions} predictions"
         )
+        truth: list[tuple[str, dict[str, int]]] = []
         with make_progress(console) as bars:
             task = bars.add_task("predictions", total=plan.studies)
             sent = stream(
@@ -153,9 +173,10 @@ def run_story(settings: Settings, opts: DemoOptions, console: Console) -> dict[s
                 seed=opts.seed,
                 concurrency=opts.concurrency,
                 on_progress=lambda n: bars.update(task, completed=n),
+                truth=truth,
             )
 
-        say("[bold]6/6[/bold] waiting for the worker to compute the last windows")
+        say("[bold]6/10[/bold] waiting for the worker to compute the last windows")
         expected = sum(n // settings.monitor_window for n in plan.per_site.values())
         headers = {"Authorization": f"Bearer {api_key}"}
         with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
@@ -163,6 +184,23 @@ def run_story(settings: Settings, opts: DemoOptions, console: Console) -> dict[s
                 client, expected, opts.drain_timeout_s, worker_alive=worker.alive
             )
             alerts = client.get("/v1/alerts").raise_for_status().json()
+            lifecycle: dict[str, Any] = {}
+            if opts.lifecycle:
+                lifecycle = _lifecycle_story(
+                    client,
+                    base_url=base_url,
+                    api_key=api_key,
+                    sessions=sessions,
+                    settings=settings,
+                    plan=plan,
+                    truth=truth,
+                    opts=opts,
+                    console=console,
+                    alive=lambda: api.alive() and worker.alive(),
+                )
+                results = client.get(
+                    "/v1/monitor-results", params={"include_details": False}
+                ).json()
 
     summary: dict[str, Any] = {
         "triton_server_version": triton_version,
@@ -192,6 +230,7 @@ def run_story(settings: Settings, opts: DemoOptions, console: Console) -> dict[s
         "alerts_before_shift": sum(
             1 for a in alerts if a["opened_after_predictions"] <= plan.shift_after_predictions
         ),
+        **lifecycle,
         "train_seconds": round(trained.seconds, 1),
         "seconds": round(time.monotonic() - t0, 1),
     }
@@ -200,6 +239,181 @@ def run_story(settings: Settings, opts: DemoOptions, console: Console) -> dict[s
         summary["report"] = str(opts.report_path)
     engine.dispose()
     return summary
+
+
+def _lifecycle_story(
+    client: httpx.Client,
+    *,
+    base_url: str,
+    api_key: str,
+    sessions: Any,
+    settings: Settings,
+    plan: StreamPlan,
+    truth: list[tuple[str, dict[str, int]]],
+    opts: DemoOptions,
+    console: Console,
+    alive: Any,
+) -> dict[str, Any]:
+    """Alert -> labels -> retraining -> dossier -> sign-off -> shadow/canary/champion -> quiet
+    monitors; returns the summary's lifecycle keys."""
+    say = console.print
+    model = settings.model_name
+    client.put(f"/v1/models/{model}/protocol", json=DEMO_PROTOCOL).raise_for_status()
+    officer = opts.auto_approve_as or "safety-officer"
+    people = add_people(sessions, officer)
+
+    say(f"[bold]7/10[/bold] late labels: radiology reports for {len(truth)} studies")
+    n_labels = post_labels(client, truth)
+    say(f"     {n_labels} labels stored")
+
+    say("[bold]8/10[/bold] retraining, started by the worker once the alert has persisted")
+    t_run = time.monotonic()
+    run = wait_for_run(client, model, console, timeout_s=900, alive=alive)
+    candidate = int(run["candidate_version"])
+    dossier = client.get(f"/v1/dossiers/{run['dossier_id']}").json()
+    say(
+        f"     run {run['id']} ({run['trigger']}): candidate v{candidate} in "
+        f"{time.monotonic() - t_run:.0f} s; dossier {dossier['id']} "
+        + ("[green]PASSES[/green]" if dossier["passed"] else "[red]FAILS[/red]")
+        + " its criteria: "
+        + ", ".join(
+            f"{c['name']}={'PASS' if c['passed'] else 'FAIL'}"
+            for c in dossier["document"]["criteria"]
+        )
+    )
+
+    say("[bold]9/10[/bold] sign-off by a clinical safety officer")
+    decided = sign_off(
+        client,
+        base_url,
+        people,
+        model,
+        candidate,
+        auto_approve=opts.auto_approve_as is not None,
+        console=console,
+        timeout_s=opts.sign_off_timeout_s,
+        alive=alive,
+    )
+    approvers = [d["approver"] for d in decided.get("decisions", []) if d["decision"] == "approve"]
+    out: dict[str, Any] = {
+        "candidate_version": candidate,
+        "dossier": {"id": dossier["id"], "passed": dossier["passed"]},
+        "approval": {"state": decided["state"], "approver": approvers[0] if approvers else None},
+        "promoted_version": None,
+        "labels": n_labels,
+    }
+    say(f"     approval request {decided['id']}: {decided['state']}")
+    if decided["state"] == "approved":
+        out.update(_promote(client, plan, settings, opts, console, candidate, api_key, base_url))
+    auditor = {"Authorization": f"Bearer {people.auditor_key}"}
+    verified = client.get("/v1/audit/verify", headers=auditor).json()
+    out["audit_verified"] = bool(verified.get("ok"))
+    out["audit_records"] = verified.get("checked")
+    say(f"     audit trail: {verified.get('checked')} records, verified={out['audit_verified']}")
+    return out
+
+
+def _promote(
+    client: httpx.Client,
+    plan: StreamPlan,
+    settings: Settings,
+    opts: DemoOptions,
+    console: Console,
+    candidate: int,
+    api_key: str,
+    base_url: str,
+) -> dict[str, Any]:
+    """Shadow -> canary -> champion while studies keep arriving (the worker's beat task
+    advances each stage when the rollout plan allows), then a quiet stretch under the new
+    champion."""
+    say = console.print
+    model = settings.model_name
+    say("[bold]10/10[/bold] promotion: shadow -> canary -> champion under live traffic")
+    resolved = client.get("/v1/alerts", params={"state": "open"}).json()
+    started = client.post(
+        f"/v1/models/{model}/promotion",
+        json={"version": candidate, "reason": "approved retraining after the drift alert"},
+    )
+    started.raise_for_status()
+    after = StreamPlan(
+        studies=300,
+        sites=plan.sites,
+        shifted_site=plan.shifted_site,
+        new_vendor=plan.new_vendor,
+        per_site={s: 100 for s in plan.sites},
+        shift_from_index=0,
+        shift_after_predictions=0,
+    )
+    rounds, sent = 0, 0
+    while (state := promotion_state(client, model)) and state["state"] == "in_progress":
+        rounds += 1
+        if rounds > 12:
+            raise UnavailableError(
+                f"The promotion stayed in {state['stage']} after {sent} more studies."
+            )
+        sent += stream(
+            after,
+            base_url=base_url,
+            api_key=api_key,
+            seed=opts.seed + rounds,
+            concurrency=opts.concurrency,
+            event_prefix="promo",
+        )
+        now = promotion_state(client, model) or {}
+        say(f"     {sent} studies during the promotion; stage {now.get('stage')}")
+    state = promotion_state(client, model)
+    assert state is not None
+    if state["state"] != "succeeded":
+        raise UnavailableError(f"The promotion ended {state['state']}: {state.get('error')}")
+    finished_at = state["finished_at"]
+    # The drift the candidate was retrained for is now the accepted acquisition: close its alert.
+    for a in resolved:
+        client.post(
+            f"/v1/alerts/{a['id']}/resolve",
+            json={"note": f"addressed by the promotion of v{candidate}"},
+        )
+    quiet = StreamPlan(
+        studies=opts.after_promotion_studies,
+        sites=plan.sites,
+        shifted_site=plan.shifted_site,
+        new_vendor=plan.new_vendor,
+        per_site={s: opts.after_promotion_studies // len(plan.sites) for s in plan.sites},
+        shift_from_index=0,
+        shift_after_predictions=0,
+    )
+    before = len(client.get("/v1/monitor-results", params={"include_details": False}).json())
+    n_quiet = stream(
+        quiet,
+        base_url=base_url,
+        api_key=api_key,
+        seed=opts.seed + 100,
+        concurrency=opts.concurrency,
+        event_prefix="after",
+    )
+    expected = before + sum(n // settings.monitor_window for n in quiet.per_site.values())
+    _wait_for_windows(client, expected, opts.drain_timeout_s, worker_alive=lambda: True)
+    alerts = client.get("/v1/alerts").json()
+    done = _when(finished_at)
+    new = [a for a in alerts if _when(a["opened_at"]) > done]
+    routing = client.get(f"/v1/models/{model}/routing").json()
+    say(
+        f"     v{routing['champion_version']} is champion; {n_quiet} studies after the "
+        f"promotion, {len(new)} new alerts"
+    )
+    return {
+        "promoted_version": routing["champion_version"],
+        "promotion": {
+            "id": state["id"],
+            "studies_during": sent,
+            "studies_after": n_quiet,
+            "alerts_after": len(new),
+        },
+    }
+
+
+def _when(text: str) -> datetime:
+    at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _wait_for_windows(

@@ -48,6 +48,7 @@ def test_vendor_switch_alerts_on_that_site_only(  # type: ignore[no-untyped-def]
         report_path=artifacts_dir / "e2e-demo-report.html",
         seed=99,
         train_config=train,
+        lifecycle=False,  # the core loop only; the lifecycle has its own end-to-end test
     )
     summary = run_story(settings, opts, Console(stderr=True))
     print(json.dumps(summary, indent=2))
