@@ -18,6 +18,7 @@ SUITES: dict[str, list[str]] = {
     "coverage": ["-m", "benchmarks.coverage.run"],
     "fairness": ["-m", "benchmarks.coverage.fairness"],
     "estimate": ["-m", "benchmarks.estimate.run"],
+    "promotion": ["-m", "benchmarks.promotion.run"],
 }
 
 

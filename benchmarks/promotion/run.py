@@ -343,6 +343,20 @@ def main() -> None:
     }
     promotion_window = _phase(rows, m["promotion_start"], m["champion"] + 2)
     rollback_window = _phase(rows, m["rollback_call"] - 2, m["rolled_back"] + 2)
+    timeline = []
+    start = m["load_start"]
+    for k in range(int((m["load_end"] - start) // 2) + 1):
+        w = _phase(rows, start + 2 * k, start + 2 * k + 2)
+        timeline.append(
+            {
+                "t_s": 2 * k,
+                "requests": w["requests"],
+                "failed": w["failed"],
+                "p50_ms": None if w["latency_ms_p50"] is None else round(w["latency_ms_p50"], 1),
+                "p99_ms": None if w["latency_ms_p99"] is None else round(w["latency_ms_p99"], 1),
+            }
+        )
+    events = {k: round(v - start, 2) for k, v in m.items()}
     report = {
         "benchmark": "promotion_zero_downtime",
         "date": time.strftime("%Y-%m-%d"),
@@ -360,6 +374,8 @@ def main() -> None:
         },
         "shadow_comparison": shadow_summary,
         "phases": phases,
+        "events_s": events,
+        "timeline_2s": timeline,
         "whole_promotion": promotion_window,
         "rollback_window": rollback_window,
         "total": {

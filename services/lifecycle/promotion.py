@@ -29,9 +29,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipelines.contract import IMAGE_SIZE
 from pipelines.export_triton import export_model
 from pipelines.model import RadiographNet
 from services.audit import actions
@@ -152,6 +154,9 @@ def _ensure_loaded(ctx: Lifecycle, model_name: str, version: int) -> None:
         raise ModelNotLoadedError(
             f"Triton did not make {model_name} version {version} ready; nothing was switched."
         )
+    # One inference before any traffic: the first call of a freshly loaded version pays for
+    # lazy initialisation, which should not land on a clinical request.
+    ctx.triton.infer(model_name, version, np.zeros((1, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32))
 
 
 def _routing(session: Session, model_name: str) -> ModelRouting:
