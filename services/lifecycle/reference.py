@@ -3,10 +3,13 @@
 A candidate trained because a site's acquisition changed (a new scanner vendor) is approved for
 that new acquisition. If its reference profile kept only the original validation rows, the drift
 monitor would keep flagging the very change the safety officer accepted, and any new problem at
-that site would hide behind the old alert. So for every site with enough recent labelled events,
-the site's reference rows become its newest events (embeddings, the candidate's scores, labels
-and acquisition metadata, as recorded by the gateway); sites without enough recent events keep
-their original rows. The dossier's data section and the MLflow run record what was rebased.
+that site would hide behind the old alert. So for each site named by the run's trigger alerts,
+the site's reference rows become its labelled events *since the change* (from the first
+significant window that led to the alert): embeddings, the candidate's scores, labels and
+acquisition metadata, as recorded by the gateway. Other sites did not change and keep their
+original rows, as does every site when fewer than ``MIN_SITE_REFERENCE`` post-change events are
+labelled, or when the run was started by hand (no alert names a change). The MLflow run's
+lineage records which sites were rebased and on how many events.
 """
 
 from __future__ import annotations
@@ -51,16 +54,20 @@ def rebase(
     *,
     event_ids: np.ndarray[Any, Any],
     labels: np.ndarray[Any, Any],
+    since: dict[str, int],
     per_site: int = PER_SITE,
     min_site: int = MIN_SITE_REFERENCE,
 ) -> tuple[ReferenceProfile, dict[str, int]]:
-    """``profile`` with each well-covered site's rows replaced by its newest labelled events.
+    """``profile`` with the rows of each site in ``since`` (site -> first event id after the
+    change) replaced by its newest labelled events from that id on.
 
     ``event_ids``/``labels`` are the run's labelled events in time order (row-aligned, labels
     int8 [N, F] with -1 for none); only events with every finding labelled are used, because
     the profile's labels calibrate the label-free performance estimate. Returns the profile and
-    {site: rows now from recent events}.
+    {site: rows now from post-change events}.
     """
+    if not since:
+        return profile, {}
     complete = (labels >= 0).all(axis=1)
     ids = [int(i) for i in event_ids[complete]]
     lab = labels[complete]
@@ -72,7 +79,8 @@ def rebase(
     events = [by_id[i] for i in ids if i in by_id]
     sites: dict[str, list[int]] = {}
     for row, e in enumerate(events):
-        sites.setdefault(e.site, []).append(row)
+        if e.site in since and e.id >= since[e.site]:
+            sites.setdefault(e.site, []).append(row)
     rebased = {s: rows[-per_site:] for s, rows in sites.items() if len(rows) >= min_site}
     if not rebased:
         return profile, {}
@@ -100,3 +108,31 @@ def rebase(
         findings=profile.findings,
     )
     return merged, {s: len(rows) for s, rows in rebased.items()}
+
+
+def change_points(session: Session, alert_ids: list[int], *, lookback: int = 6) -> dict[str, int]:
+    """Site -> first event id of the earliest significant window among the ``lookback`` windows
+    up to each trigger alert's window: where the accepted change began."""
+    from services.core.models import Alert, MonitorResult
+
+    out: dict[str, int] = {}
+    for alert in session.scalars(select(Alert).where(Alert.id.in_(alert_ids))):
+        at = session.get(MonitorResult, alert.result_id)
+        if at is None or alert.site == "*":
+            continue
+        first = session.scalars(
+            select(MonitorResult.first_event_id)
+            .where(
+                MonitorResult.monitor == at.monitor,
+                MonitorResult.model_name == at.model_name,
+                MonitorResult.site == at.site,
+                MonitorResult.drift.is_(True),
+                MonitorResult.window_index > at.window_index - lookback,
+                MonitorResult.window_index <= at.window_index,
+            )
+            .order_by(MonitorResult.window_index)
+            .limit(1)
+        ).first()
+        if first is not None:
+            out[at.site] = min(int(first), out.get(at.site, int(first)))
+    return out

@@ -219,12 +219,16 @@ def _execute(
 
     # The accepted acquisition becomes the reference of the sites it covers (see reference.py).
     with session_scope(sessions) as session:
+        since = reference_profile.change_points(
+            session, [int(i) for i in lineage.get("trigger_alert_ids", [])]
+        )
         profile, rebased = reference_profile.rebase(
             session,
             result.profile,
             result.model,
             event_ids=snapshot.event_ids,
             labels=snapshot.labels,
+            since=since,
         )
 
     report("registering", 0, 1)
