@@ -12,6 +12,7 @@ Who may do what (the authorization matrix test checks every route against every 
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -188,10 +189,18 @@ def protocol_history(model: ModelName, _: Anyone, session: SessionDep) -> list[P
     responses=_ERR,
 )
 def put_protocol(
-    model: ModelName, body: dict[str, Any], principal: Steward, session: SessionDep
+    model: ModelName,
+    body: dict[str, Any],
+    principal: Steward,
+    session: SessionDep,
+    state: StateDep,
 ) -> ProtocolOut:
     champion(session, model)  # 404 for an unknown model
     row = protocols.create_version(session, model, protocols.parse(body), actor=principal.name)
+    # Stored with the model too; if MLflow refuses, the request fails and nothing is committed.
+    state.registry.set_model_tag(
+        model, f"radwatch.change_protocol.v{row.version}", json.dumps(row.document, sort_keys=True)
+    )
     return ProtocolOut.model_validate(row)
 
 

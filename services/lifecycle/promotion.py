@@ -239,7 +239,9 @@ def start(
     _ensure_loaded(ctx, model_name, version)
 
     def step(session: Session, aliases: _Aliases) -> Promotion:
-        routing = _routing(session, model_name)
+        routing = _routing(session, model_name)  # row lock: concurrent steps queue here
+        if current(session, model_name) is not None:
+            raise ConflictError(f"{model_name} started another promotion meanwhile; retry later.")
         champ = champion_of(session, model_name)
         _candidate_deployment(session, champ, version, run_id)
         _bump(routing, mode=SHADOW, candidate_version=version, canary_share=0.0)

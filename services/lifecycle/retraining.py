@@ -21,15 +21,12 @@ model.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
-from celery import Celery
-from sqlalchemy import event, exists, func, select, text
+from sqlalchemy import exists, func, select, text
 from sqlalchemy.orm import Session
 
 from services.audit import actions
@@ -52,6 +49,7 @@ from services.lifecycle.protocol import ChangeProtocolDocument, RetrainingPolicy
 from services.monitoring import repository as monitoring
 from services.serving import repository as deployments
 from services.serving.service import champion
+from services.worker import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +65,6 @@ SEVERITY_RANK = {"warning": 1, "critical": 2}
 RESEND_AFTER = timedelta(minutes=30)
 #: A run still running this long after it started is taken as abandoned by a lost worker.
 ABANDON_AFTER = timedelta(hours=12)
-_CONNECT_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -398,11 +395,6 @@ def fail_abandoned(session: Session, *, now: datetime | None = None) -> list[Ret
 
 # --- enqueueing after commit -------------------------------------------------------------------
 
-_PENDING_KEY = "radwatch.retraining.enqueue_after_commit"
-_HOOKED_KEY = "radwatch.retraining.hooks_installed"
-_lock = threading.Lock()
-_producers: dict[str, Celery] = {}
-
 
 def enqueue_after_commit(
     session: Session, *, broker_url: str, queue: str, run_ids: Iterable[int]
@@ -412,41 +404,19 @@ def enqueue_after_commit(
     A lost message leaves the run queued; the beat task re-sends it (:func:`stale_queued`), and
     the task ignores a run that is no longer queued, so a duplicate is harmless.
     """
-    pending: list[tuple[str, str, int]] = session.info.setdefault(_PENDING_KEY, [])
-    pending.extend((broker_url, queue, int(i)) for i in run_ids)
-    if not session.info.get(_HOOKED_KEY):
-        event.listen(session, "after_commit", _after_commit)
-        event.listen(session, "after_rollback", _after_rollback)
-        session.info[_HOOKED_KEY] = True
 
+    def sender(run_id: int) -> Callable[[], object]:
+        # Looked up when called, so the module's send_retrain_task is the one in force then.
+        return lambda: send_retrain_task(broker_url, queue, run_id)
 
-def _after_commit(session: Session) -> None:
-    for broker_url, queue, run_id in session.info.pop(_PENDING_KEY, []):
-        send_retrain_task(broker_url, queue, run_id)
-
-
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
-
-
-def _producer(broker_url: str) -> Celery:
-    with _lock:
-        app = _producers.get(broker_url)
-        if app is None:
-            if broker_url.startswith("sqla+sqlite:///"):
-                Path(broker_url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-            app = Celery("radwatch-retraining", broker=broker_url, set_as_current=False)
-            app.conf.broker_connection_retry_on_startup = False
-            app.conf.broker_connection_timeout = _CONNECT_TIMEOUT_S
-            app.conf.broker_transport_options = {"max_retries": 0}
-            _producers[broker_url] = app
-        return app
+    for run_id in run_ids:
+        enqueue.after_commit(session, (TASK_NAME, int(run_id)), sender(int(run_id)))
 
 
 def send_retrain_task(broker_url: str, queue: str, run_id: int) -> bool:
     """Publish one ``training.retrain`` message; False (and a warning) if the broker refused."""
     try:
-        _producer(broker_url).send_task(TASK_NAME, args=[run_id], queue=queue, retry=False)
+        enqueue.producer(broker_url).send_task(TASK_NAME, args=[run_id], queue=queue, retry=False)
     except Exception as exc:  # the beat task re-sends queued runs whose message was lost
         log.warning("could not enqueue %s(%d): %s", TASK_NAME, run_id, type(exc).__name__)
         return False

@@ -352,6 +352,15 @@ class MlflowRegistry:
             if alias in aliases:
                 self._client.delete_registered_model_alias(name, alias)
 
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        """A tag on the registered model (e.g. a change-protocol version, stored with it)."""
+        with self._mlflow(f"Tagging model {name!r} with {key!r}"):
+            self._client.set_registered_model_tag(name, key, value)
+
+    def model_tags(self, name: str) -> dict[str, str]:
+        with self._mlflow(f"Tags of model {name!r}"):
+            return dict(self._client.get_registered_model(name).tags or {})
+
     def alias_version(self, name: str, alias: str) -> int | None:
         """The version ``alias`` points at, or None when it is not set (no error)."""
         with self._mlflow(f"Alias {alias!r} of model {name!r}"):

@@ -14,7 +14,16 @@ def test_production_refuses_the_development_pseudonym_key() -> None:
 
 def test_production_refuses_sqlite() -> None:
     with pytest.raises(ValidationError, match="PostgreSQL"):
-        Settings(environment="production", pseudonym_key="s3cret")
+        Settings(environment="production", pseudonym_key="s3cret", session_secret="s3cret-too")
+
+
+def test_production_refuses_the_development_session_secret() -> None:
+    with pytest.raises(ValidationError, match="SESSION_SECRET"):
+        Settings(
+            environment="production",
+            pseudonym_key="s3cret",
+            database_url="postgresql+psycopg://db/radwatch",
+        )
 
 
 def test_persistence_k_cannot_exceed_m() -> None:

@@ -8,14 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines.contract import EMBEDDING_DIM, FINDINGS
 from pipelines.export_triton import export_model
-from pipelines.profile import METADATA_COLUMNS, ReferenceProfile
 from services.auth.users import create_user
 from services.core.db import session_scope
 from services.core.models import Dossier, Role
@@ -25,23 +21,11 @@ from services.lifecycle.protocol import ChangeProtocolDocument, RolloutPlan
 from services.registry.mlflow_registry import MlflowRegistry
 from services.serving.client import TritonClient
 from services.serving.service import deploy_champion
+from tests.fixtures.profiles import random_profile
 from tests.fixtures.triton import make_test_model
 
 PASSWORD = "correct horse battery"
 OFFICER, OFFICER_2, ENGINEER = "Dr Ada", "Dr Grace", "eng-lin"
-
-
-def profile(n: int = 12, seed: int = 0) -> ReferenceProfile:
-    rng = np.random.default_rng(seed)
-    meta = pd.DataFrame({c: rng.normal(size=n) for c in METADATA_COLUMNS})
-    meta["site"] = [f"site-{i % 3}" for i in range(n)]
-    meta["sex"] = rng.choice(["F", "M"], size=n)
-    return ReferenceProfile(
-        embeddings=rng.normal(size=(n, EMBEDDING_DIM)).astype(np.float32),
-        scores=rng.uniform(size=(n, len(FINDINGS))).astype(np.float32),
-        labels=rng.integers(0, 2, size=(n, len(FINDINGS))).astype(np.int8),
-        metadata=meta,
-    )
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +58,7 @@ def two_versions(
             params={"seed": seed},
             metrics={"val_auroc_effusion": 0.9},
             model=make_test_model(seed),
-            profile=profile(seed=seed),
+            profile=random_profile(seed=seed),
             model_card="# card",
         )
         version = lifecycle_registry.register(name, run_id)

@@ -4,6 +4,7 @@ audit log exactly as before."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -255,3 +256,92 @@ def test_failure_after_an_alias_moved_is_undone(
     assert _snapshot(two_versions, sessions) == before
     assert before["aliases"] == {"champion": 1, "candidate": 2}
     assert before["routing"] == ("canary", 1, 2)
+
+
+def test_a_rollback_trigger_rolls_back_automatically_and_alerts(
+    two_versions: TwoVersions,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    people: dict[str, str],
+) -> None:
+    """A critical alert opened after the promotion is a rollback trigger of the default change
+    protocol: the watch restores the previous champion and opens an alert saying so."""
+    from services.core.models import Alert, MonitorResult
+
+    name = two_versions.name
+    with session_scope(sessions) as s:
+        small_rollout(s, name)
+        request_id = request_for(s, name, 2)
+    approve(sessions, settings, request_id)
+    ctx = _ctx(two_versions, sessions)
+    promotion.start(ctx, model_name=name, version=2, actor="eng", reason="go")
+    promotion.advance(ctx, model_name=name, actor="eng", force=True)
+    promotion.advance(ctx, model_name=name, actor="eng", force=True)
+    assert promotion.watch(ctx) == []  # nothing has fired yet
+    with session_scope(sessions) as s:
+        result = MonitorResult(
+            monitor="acquisition_drift",
+            model_name=name,
+            model_version=2,
+            site="north",
+            window_index=0,
+            first_event_id=1,
+            last_event_id=2,
+            n_current=100,
+            n_reference=100,
+            statistic=1.0,
+            p_value=0.0001,
+            drift=True,
+            details={},
+        )
+        s.add(result)
+        s.flush()
+        s.add(
+            Alert(
+                monitor="acquisition_drift",
+                model_name=name,
+                site="north",
+                severity="critical",
+                detail="drift after promotion",
+                result_id=result.id,
+                opened_after_predictions=100,
+            )
+        )
+    rolled = promotion.watch(ctx)
+    assert len(rolled) == 1
+    assert two_versions.registry.alias_version(name, "champion") == 1
+    with session_scope(sessions) as s:
+        routing = s.get(ModelRouting, name)
+        assert routing is not None
+        assert (routing.mode, routing.champion_version) == ("champion", 1)
+        opened = s.scalars(
+            select(Alert).where(
+                Alert.model_name == name, Alert.monitor == promotion.ROLLBACK_MONITOR
+            )
+        ).all()
+        assert len(opened) == 1
+        assert opened[0].severity == "critical"
+        back = s.get(Promotion, rolled[0])
+        assert back is not None
+        assert (back.kind, back.started_by, back.to_version) == ("rollback", "system", 1)
+    assert promotion.watch(ctx) == []  # the rollback is the latest change: nothing more to do
+
+
+def test_a_protocol_version_is_stored_with_the_model_in_mlflow(
+    two_versions: TwoVersions, engineer_client: Any
+) -> None:
+    r = engineer_client.put(
+        f"/v1/models/{two_versions.name}/protocol",
+        json={"approvals_required": 2, "rollout": {"canary_share": 0.2}},
+    )
+    assert r.status_code == 200, r.text
+    version = r.json()["version"]
+    tags = two_versions.registry.model_tags(two_versions.name)
+    stored = json.loads(tags[f"radwatch.change_protocol.v{version}"])
+    assert stored == r.json()["document"]
+    assert stored["approvals_required"] == 2
+    bad = engineer_client.put(
+        f"/v1/models/{two_versions.name}/protocol", json={"approvals_requird": 2}
+    )
+    assert bad.status_code == 422
+    assert "approvals_requird" in bad.json()["error"]["message"]

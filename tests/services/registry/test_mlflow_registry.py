@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 import torch
 
-from pipelines.contract import EMBEDDING_DIM, FINDINGS, IMAGE_SIZE
+from pipelines.contract import IMAGE_SIZE
 from pipelines.model import RadiographNet
-from pipelines.profile import METADATA_COLUMNS, ReferenceProfile
+from pipelines.profile import ReferenceProfile
 from services.core.errors import (
     RegistryUnavailableError,
     UnknownModelError,
@@ -28,20 +28,8 @@ from services.core.errors import (
 from services.core.processes import free_port
 from services.registry.mlflow_registry import MlflowRegistry
 from services.registry.protocols import ModelRegistry, ModelVersionInfo
+from tests.fixtures.profiles import random_profile
 from tests.fixtures.triton import make_test_model
-
-
-def _profile(n: int = 12, seed: int = 0) -> ReferenceProfile:
-    rng = np.random.default_rng(seed)
-    meta = pd.DataFrame({c: rng.normal(size=n) for c in METADATA_COLUMNS})
-    meta["site"] = [f"site-{i % 3}" for i in range(n)]
-    meta["sex"] = rng.choice(["F", "M"], size=n)
-    return ReferenceProfile(
-        embeddings=rng.normal(size=(n, EMBEDDING_DIM)).astype(np.float32),
-        scores=rng.uniform(size=(n, len(FINDINGS))).astype(np.float32),
-        labels=rng.integers(0, 2, size=(n, len(FINDINGS))).astype(np.int8),
-        metadata=meta,
-    )
 
 
 @pytest.fixture(scope="module", params=["sqlite", "server"])
@@ -80,7 +68,7 @@ def test_is_a_model_registry(registry: MlflowRegistry) -> None:
 
 def test_log_register_alias_and_load_round_trip(registry: MlflowRegistry) -> None:
     name = f"cxr-{uuid.uuid4().hex[:8]}"
-    model, profile = make_test_model(seed=31), _profile(seed=31)
+    model, profile = make_test_model(seed=31), random_profile(seed=31)
     before = datetime.now(UTC) - timedelta(seconds=5)
     run_id = _log(registry, model, profile)
     version = registry.register(name, run_id, description="first")
@@ -112,8 +100,8 @@ def test_log_register_alias_and_load_round_trip(registry: MlflowRegistry) -> Non
 
 def test_second_version_and_alias_moves(registry: MlflowRegistry) -> None:
     name = f"cxr-{uuid.uuid4().hex[:8]}"
-    v1 = registry.register(name, _log(registry, make_test_model(seed=1), _profile()))
-    v2 = registry.register(name, _log(registry, make_test_model(seed=2), _profile()))
+    v1 = registry.register(name, _log(registry, make_test_model(seed=1), random_profile()))
+    v2 = registry.register(name, _log(registry, make_test_model(seed=2), random_profile()))
     assert (v1, v2) == (1, 2)
     registry.set_alias(name, "champion", v1)
     registry.set_alias(name, "candidate", v2)
@@ -135,7 +123,7 @@ def test_unknown_names_versions_aliases_runs(registry: MlflowRegistry) -> None:
         registry.list_versions(name)
     with pytest.raises(UnknownModelError):
         registry.register(name, uuid.uuid4().hex)
-    registry.register(name, _log(registry, make_test_model(seed=3), _profile()))
+    registry.register(name, _log(registry, make_test_model(seed=3), random_profile()))
     with pytest.raises(UnknownModelError, match="'champion'"):
         registry.get_by_alias(name, "champion")
     with pytest.raises(UnknownModelError, match="version 7"):
@@ -154,7 +142,7 @@ def test_oversized_param_is_refused(registry: MlflowRegistry) -> None:
             params={"blob": "x" * 7000},
             metrics={},
             model=make_test_model(seed=4),
-            profile=_profile(),
+            profile=random_profile(),
             model_card="",
         )
 
@@ -169,7 +157,7 @@ def test_embedded_artifacts_stay_next_to_the_database(
     data = tmp_path / "data"
     data.mkdir()
     registry = MlflowRegistry(f"sqlite:///{data / 'mlflow.db'}")
-    registry.register("cxr", _log(registry, make_test_model(seed=5), _profile()))
+    registry.register("cxr", _log(registry, make_test_model(seed=5), random_profile()))
     assert list(cwd.iterdir()) == []
     saved = list((data / "mlartifacts").rglob("weights.pt"))
     assert len(saved) == 1
