@@ -178,6 +178,20 @@ def _bump(row: ModelRouting, **changes: object) -> None:
     row.updated_at = datetime.now(UTC)
 
 
+def _crown(session: Session, deployment: Deployment, actor: str) -> None:
+    """Make an already-deployed version the champion again, keeping its deployment settings."""
+    deploy_champion(
+        session,
+        model_name=deployment.model_name,
+        model_version=deployment.model_version,
+        mlflow_run_id=deployment.mlflow_run_id,
+        triton_model=deployment.triton_model,
+        operating_threshold=deployment.operating_threshold,
+        embedding_dim=deployment.embedding_dim,
+        actor=actor,
+    )
+
+
 def current(session: Session, model_name: str) -> Promotion | None:
     stmt = (
         select(Promotion)
@@ -397,16 +411,7 @@ def _to_champion(
         old = champion_of(session, model_name)
         new = deployments.by_version(session, model_name, promotion.to_version)
         assert new is not None
-        deploy_champion(
-            session,
-            model_name=model_name,
-            model_version=promotion.to_version,
-            mlflow_run_id=new.mlflow_run_id,
-            triton_model=new.triton_model,
-            operating_threshold=new.operating_threshold,
-            embedding_dim=new.embedding_dim,
-            actor=actor,
-        )
+        _crown(session, new, actor)
         routing = _routing(session, model_name)
         _bump(
             routing,
@@ -481,16 +486,7 @@ def rollback(
             back = deployments.by_version(session, model_name, target)
             if back is None:
                 raise NotFoundError(f"{model_name} version {target} has no deployment record.")
-            deploy_champion(
-                session,
-                model_name=model_name,
-                model_version=target,
-                mlflow_run_id=back.mlflow_run_id,
-                triton_model=back.triton_model,
-                operating_threshold=back.operating_threshold,
-                embedding_dim=back.embedding_dim,
-                actor=actor,
-            )
+            _crown(session, back, actor)
             _bump(
                 routing,
                 mode=CHAMPION,
