@@ -158,6 +158,17 @@ def _row_label(key: object) -> str:
     return humanize(text)
 
 
+def node_size(node: Node) -> int:
+    """How many values a node displays (its leaves)."""
+    if node.kind == "pairs":
+        return sum(node_size(n) for _, n in node.pairs)
+    if node.kind == "table":
+        return sum(node_size(n) for row in node.rows for n in row)
+    if node.kind == "list":
+        return sum(node_size(n) for n in node.items)
+    return 1
+
+
 def to_node(value: object, *, key: object = "", depth: int = 0) -> Node:
     """The display tree of one JSON value."""
     if _cellable(value):
@@ -190,6 +201,16 @@ def to_node(value: object, *, key: object = "", depth: int = 0) -> Node:
             kind="pairs",
             pairs=[(humanize(k), to_node(v, key=k, depth=depth + 1)) for k, v in items],
             note=note,
+        )
+    if isinstance(value, list | tuple) and all(_is_scalar(v) for v in value):
+        # A long series (ROC points, per-window p-values) is what the plots draw; listing it
+        # would make the page thousands of lines long. The JSON download keeps every value.
+        numbers = [v for v in value if isinstance(v, int | float) and not isinstance(v, bool)]
+        span = f" from {fmt_number(min(numbers))} to {fmt_number(max(numbers))}" if numbers else ""
+        return Node(
+            kind="text",
+            text=f"{len(value)} values{span}",
+            note="(a series: see the plots, or download the dossier JSON)",
         )
     if isinstance(value, list | tuple):
         note = f"(first {MAX_ITEMS} of {len(value)} items)" if len(value) > MAX_ITEMS else ""

@@ -36,6 +36,7 @@ from services.ui.render import (
     fmt_value,
     humanize,
     iso,
+    node_size,
     plot,
     to_node,
     until,
@@ -177,11 +178,20 @@ class DecisionRow:
     signed_at: str
 
 
+#: Sections with more displayed values than this start folded (the summary stays a heading), so
+#: the criteria and plots are not pushed thousands of pixels down by a large evidence section.
+FOLD_ABOVE = 80
+
+
 @dataclass(frozen=True)
 class Section:
     anchor: str
     title: str
     node: Node
+
+    @property
+    def folded(self) -> bool:
+        return node_size(self.node) > FOLD_ABOVE
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,11 @@ def test_deep_and_long_values_are_cut_with_a_note() -> None:
         stack.extend(n.items)
     assert seen_note
     assert render.to_node([1, 2, 3], key="values").text == "1, 2, 3"  # short: one line
-    long = render.to_node(list(range(1000)), key="values")
-    assert len(long.items) == render.MAX_ITEMS
+    series = render.to_node(list(range(1000)), key="values")  # a series: summarised, not listed
+    assert (series.kind, series.text) == ("text", "1000 values from 0 to 999")
+    assert "plots" in series.note
+    long = render.to_node([{"x": i, "y": [i]} for i in range(1000)], key="rows")
+    assert len(long.rows) == render.MAX_ITEMS
     assert "first 200 of 1000" in long.note
     many = render.to_node([{"a": i} for i in range(1000)])
     assert len(many.rows) == render.MAX_ITEMS
@@ -145,3 +148,17 @@ def test_an_odd_dossier_still_renders(
     assert "New section" in html
     assert 'id="plots"' not in html  # no usable plot, no empty section
     assert 'id="override"' in html
+
+
+def test_large_evidence_sections_start_folded() -> None:
+    from services.ui.service import FOLD_ABOVE, Section
+
+    small = Section("s", "Small", render.to_node({"n": 3, "auroc": [0.9, 0.95]}))
+    big = Section(
+        "b",
+        "Big",
+        render.to_node({f"group{i}": {"n": i, "tpr": 0.5, "fpr": 0.1} for i in range(40)}),
+    )
+    assert render.node_size(small.node) <= FOLD_ABOVE
+    assert not small.folded
+    assert big.folded
