@@ -154,8 +154,9 @@ def sign_off(
         alive=alive,
     )
     if auto_approve:
+        verb = "approved" if request["criteria_passed"] else "rejected (criteria failed)"
         reason = (
-            f"Auto-approved by the radwatch demo as '{people.officer}' (--auto-approve-as); "
+            f"Auto-{verb} by the radwatch demo as '{people.officer}' (--auto-approve-as); "
             "not a clinical review."
         )
         if not request["criteria_passed"]:
