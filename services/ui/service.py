@@ -22,8 +22,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from services.audit import actions
+from services.audit.service import record
 from services.auth import users
-from services.core.errors import NotFoundError
+from services.core.errors import NotFoundError, UnauthenticatedError
 from services.core.models import ApprovalDecision, ApprovalRequest, Promotion, Role
 from services.lifecycle import approvals
 from services.ui import repository
@@ -92,7 +94,31 @@ def signed_in(session: Session, web: WebSession) -> Viewer | None:
 
 
 def sign_in(session: Session, name: str, password: str) -> Viewer:
-    user = users.authenticate_password(session, name.strip(), password)
+    """Check the password and audit the sign-in; a failed attempt on an existing account is
+    audited too (by the account's name), attempts on unknown names are not, so typing noise
+    cannot flood the trail."""
+    try:
+        user = users.authenticate_password(session, name.strip(), password)
+    except UnauthenticatedError:
+        known = users.by_name(session, name.strip())
+        if known is not None:
+            record(
+                session,
+                actor=known.name,
+                action=actions.USER_SIGN_IN_FAILED,
+                entity_type=actions.USER,
+                entity_id=known.name,
+                payload={"channel": "web"},
+            )
+        raise
+    record(
+        session,
+        actor=user.name,
+        action=actions.USER_SIGNED_IN,
+        entity_type=actions.USER,
+        entity_id=user.name,
+        payload={"channel": "web", "role": user.role.value},
+    )
     return Viewer(name=user.name, role=user.role)
 
 

@@ -240,3 +240,28 @@ def test_decision_rules_are_checked_before_anything_is_written(
         assert message in response.text, change
     assert request_state(sessions, seed.reject_id) == "pending"
     assert decisions(sessions, seed.reject_id) == []
+
+
+def test_sign_ins_are_audited(ui_client: TestClient, sessions: sessionmaker[Session]) -> None:
+    def trail() -> list[tuple[str, str]]:
+        with session_scope(sessions) as s:
+            rows = s.execute(
+                select(AuditRecord.action, AuditRecord.entity_id)
+                .where(AuditRecord.action.like("user.sign%"))
+                .order_by(AuditRecord.id)
+            ).all()
+            return [(a, e) for a, e in rows]
+
+    def attempt(name: str, password: str) -> int:
+        csrf = csrf_of(ui_client.get("/ui/login").text)
+        r = ui_client.post(
+            "/ui/login",
+            data={"name": name, "password": password, "csrf": csrf},
+            follow_redirects=False,
+        )
+        return r.status_code
+
+    assert attempt(ADA, "not her password") == 401
+    assert attempt("nobody-at-all", "whatever123") == 401  # unknown names are not recorded
+    assert attempt(ADA, PASSWORDS[ADA]) == 303
+    assert trail() == [("user.sign_in_failed", ADA), ("user.signed_in", ADA)]
