@@ -49,10 +49,7 @@ APPROVAL_EXPIRED: Final = "approval.expired"
 PROMOTION_STARTED: Final = "promotion.started"
 PROMOTION_STAGE: Final = "promotion.stage_changed"
 PROMOTION_SUCCEEDED: Final = "promotion.succeeded"
-PROMOTION_FAILED: Final = "promotion.failed"
-ROLLBACK_STARTED: Final = "rollback.started"
 ROLLBACK_SUCCEEDED: Final = "rollback.succeeded"
-ROLLBACK_FAILED: Final = "rollback.failed"
 
 # --- actors for automatic actions --------------------------------------------------------------
 
