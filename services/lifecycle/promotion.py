@@ -411,7 +411,6 @@ def _to_champion(
         old = champion_of(session, model_name)
         new = deployments.by_version(session, model_name, promotion.to_version)
         assert new is not None
-        _crown(session, new, actor)
         routing = _routing(session, model_name)
         _bump(
             routing,
@@ -423,8 +422,11 @@ def _to_champion(
         )
         promotion.stage, promotion.state = CHAMPION, SUCCEEDED
         promotion.finished_at = datetime.now(UTC)
+        # MLflow first, audit records last: the audit chain's lock is held until the commit, so
+        # it must not wait on MLflow's answers.
         aliases.set(CHAMPION_ALIAS, promotion.to_version)
         aliases.delete(CANDIDATE_ALIAS)
+        _crown(session, new, actor)
         record(
             session,
             actor=actor,
@@ -486,7 +488,6 @@ def rollback(
             back = deployments.by_version(session, model_name, target)
             if back is None:
                 raise NotFoundError(f"{model_name} version {target} has no deployment record.")
-            _crown(session, back, actor)
             _bump(
                 routing,
                 mode=CHAMPION,
@@ -495,7 +496,8 @@ def rollback(
                 candidate_version=None,
                 canary_share=0.0,
             )
-            aliases.set(CHAMPION_ALIAS, target)
+            aliases.set(CHAMPION_ALIAS, target)  # before any audit record (see _to_champion)
+            _crown(session, back, actor)
             from_version = champ.model_version
         promotion = Promotion(
             model_name=model_name,
