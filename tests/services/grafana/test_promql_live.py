@@ -286,7 +286,7 @@ def live_stack(  # type: ignore[no-untyped-def]
     database_url: str, mlflow_server_uri: str, tmp_path: Path
 ) -> Iterator[Stack]:
     if not Path(PROMETHEUS).exists():
-        pytest.skip("Debian's prometheus binary is not installed (scripts/install.sh --dev)")
+        pytest.fail("Debian's prometheus binary is missing: scripts/install.sh --dev installs it")
     broker = f"{REDIS_URL}/{BROKER_DB}"
     redis.Redis.from_url(broker).flushdb()
     settings = Settings(

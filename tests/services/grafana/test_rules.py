@@ -24,9 +24,17 @@ from services.grafana.rules import GROUPS, RULES, Rule, render_yaml
 ROOT = Path(__file__).resolve().parents[3]
 RULES_FILE = ROOT / DEFAULT_RULES_PATH
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not installed (Debian package 'prometheus')"
-)
+
+
+@pytest.fixture
+def _promtool() -> str:
+    # Installed by the test command (scripts/install.sh --dev); missing means a broken setup.
+    if PROMTOOL is None:
+        pytest.fail("promtool is missing: apt-get install prometheus (scripts/install.sh --dev)")
+    return PROMTOOL
+
+
+needs_promtool = pytest.mark.usefixtures("_promtool")
 BY_NAME = {r.alert: r for r in RULES}
 
 
