@@ -627,29 +627,13 @@ def model_safety() -> dash_b.Dashboard:
             "(CBPE), with their confidence bounds (dashed) and the floor (baseline minus the "
             "allowed margin). An upper bound below the floor is a confirmed decay.",
             [
-                Q(
-                    perf.format(m="radwatch_performance", sel=sel, kind='"measured"'),
-                    "measured {{site}} {{finding}} {{metric}}",
-                ),
-                Q(
-                    perf.format(m="radwatch_performance_lower", sel=sel, kind='"measured"'),
-                    "measured lower {{site}} {{finding}} {{metric}}",
-                ),
-                Q(
-                    perf.format(m="radwatch_performance_upper", sel=sel, kind='"measured"'),
-                    "measured upper {{site}} {{finding}} {{metric}}",
-                ),
-                Q(
-                    perf.format(m="radwatch_performance", sel=sel, kind='"estimated"'),
-                    "estimated {{site}} {{finding}} {{metric}}",
-                ),
-                Q(
-                    perf.format(m="radwatch_performance_lower", sel=sel, kind='"estimated"'),
-                    "estimated lower {{site}} {{finding}} {{metric}}",
-                ),
-                Q(
-                    perf.format(m="radwatch_performance_upper", sel=sel, kind='"estimated"'),
-                    "estimated upper {{site}} {{finding}} {{metric}}",
+                *(
+                    Q(
+                        perf.format(m=f"radwatch_performance{suffix}", sel=sel, kind=f'"{kind}"'),
+                        f"{kind}{bound} {{{{site}}}} {{{{finding}}}} {{{{metric}}}}",
+                    )
+                    for kind in ("measured", "estimated")
+                    for suffix, bound in (("", ""), ("_lower", " lower"), ("_upper", " upper"))
                 ),
                 Q(
                     perf.format(m="radwatch_performance", sel=sel, kind='"floor"'),
