@@ -6,7 +6,7 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from services.cli import monitor as monitor_cli
 from services.cli import monitors as monitors_cli
 from services.cli import retrain as retrain_cli
 from services.core.errors import RadwatchError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 app = typer.Typer(
     name="radwatch",
@@ -48,12 +51,10 @@ def _fail(exc: RadwatchError) -> None:
     raise typer.Exit(2 if exc.status_code < 500 else 1)
 
 
-def _require_schema(engine: object) -> None:
+def _require_schema(engine: Engine) -> None:
     """Exit with a clear message when the service database is unreachable or not migrated."""
     from sqlalchemy import inspect
-    from sqlalchemy.engine import Engine
 
-    assert isinstance(engine, Engine)
     try:
         tables = set(inspect(engine).get_table_names())
     except Exception as exc:

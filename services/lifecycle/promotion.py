@@ -42,6 +42,7 @@ from services.core.db import session_scope
 from services.core.errors import ConflictError, ModelNotLoadedError, NotFoundError, RadwatchError
 from services.core.models import (
     Alert,
+    AuditRecord,
     Deployment,
     ModelRouting,
     PredictionEvent,
@@ -309,7 +310,6 @@ class StageProgress:
 def _stage_started(session: Session, promotion: Promotion) -> datetime:
     """When the promotion entered its current stage (from the audit trail of its stage changes,
     else its start)."""
-    from services.core.models import AuditRecord
 
     stmt = select(func.max(AuditRecord.at)).where(
         AuditRecord.entity_type == actions.PROMOTION,

@@ -17,11 +17,6 @@ from services.core.models import (
 )
 
 
-def model_names(session: Session) -> list[str]:
-    """Every model that has ever been deployed."""
-    return list(session.scalars(select(Deployment.model_name).distinct()))
-
-
 def run_counts(session: Session) -> dict[tuple[str, str], int]:
     stmt = select(RetrainingRun.model_name, RetrainingRun.state, func.count()).group_by(
         RetrainingRun.model_name, RetrainingRun.state
@@ -62,3 +57,9 @@ def champions(session: Session) -> dict[str, int]:
         Deployment.active, Deployment.role == "champion"
     )
     return {m: int(v) for m, v in session.execute(stmt)}
+
+
+def models_promoting(session: Session) -> list[str]:
+    """Models with a promotion in progress."""
+    stmt = select(Promotion.model_name).where(Promotion.state == "in_progress").distinct()
+    return sorted(session.scalars(stmt))

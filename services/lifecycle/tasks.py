@@ -7,8 +7,7 @@ from __future__ import annotations
 from services.audit import actions
 from services.core.db import session_scope
 from services.core.errors import ConflictError
-from services.lifecycle import approvals, promotion
-from services.serving.client import TritonClient
+from services.lifecycle import approvals, promotion, repository
 from services.worker.app import celery_app
 from services.worker.context import get_context
 
@@ -32,7 +31,7 @@ def _lifecycle() -> promotion.Lifecycle:
     return promotion.Lifecycle(
         sessions=ctx.sessions,
         registry=ctx.registry,
-        triton=TritonClient(ctx.settings.triton_url),
+        triton=ctx.triton,
         repository_dir=ctx.settings.triton_repository,
     )
 
@@ -43,9 +42,7 @@ def advance_promotions() -> int:
     moved. Stages that are not ready yet are left alone (a 409 from the service)."""
     lc = _lifecycle()
     with session_scope(lc.sessions) as session:
-        models = sorted(
-            {p.model_name for p in promotion.list_promotions(session) if p.state == "in_progress"}
-        )
+        models = repository.models_promoting(session)
     moved = 0
     for model_name in models:
         try:

@@ -174,6 +174,27 @@ def _histogram(
     return family
 
 
+def _histograms(
+    raw_duration: dict[str, str], raw_lag: dict[str, str]
+) -> tuple[HistogramMetricFamily, HistogramMetricFamily]:
+    return (
+        _histogram(
+            "radwatch_celery_task_duration_seconds",
+            "Celery task run time in seconds.",
+            ["task", "queue"],
+            raw_duration,
+            DURATION_BUCKETS,
+        ),
+        _histogram(
+            "radwatch_celery_queue_lag_seconds",
+            "Seconds a task waited in the queue, from publish to start.",
+            ["queue"],
+            raw_lag,
+            LAG_BUCKETS,
+        ),
+    )
+
+
 class CeleryCollector(Collector):
     """Reads the shared task metrics from Redis at scrape time."""
 
@@ -191,52 +212,24 @@ class CeleryCollector(Collector):
             "Celery tasks finished, by task name, queue and outcome.",
             labels=["task", "queue", "outcome"],
         )
-        duration = HistogramMetricFamily(
-            "radwatch_celery_task_duration_seconds",
-            "Celery task run time in seconds.",
-            labels=["task", "queue"],
-        )
-        lag = HistogramMetricFamily(
-            "radwatch_celery_queue_lag_seconds",
-            "Seconds a task waited in the queue, from publish to start.",
-            labels=["queue"],
-        )
-        if self._url is None:
+        raw: tuple[dict[str, str], ...] = ({}, {}, {})
+        if self._url is not None:
+            try:
+                if self._client is None:
+                    self._client = redis.Redis.from_url(self._url, socket_timeout=1.0)
+                pipe = self._client.pipeline(transaction=False)
+                for key in (KEY_TASKS, KEY_DURATION, KEY_LAG):
+                    pipe.hgetall(key)
+                raw = tuple({k.decode(): v.decode() for k, v in d.items()} for d in pipe.execute())
+                up.add_metric([], 1.0)
+            except Exception as exc:
+                log.warning("metrics scrape could not read Redis: %s", type(exc).__name__)
+                self._client = None
+        if not up.samples:
             up.add_metric([], 0.0)
-            yield from (up, tasks, duration, lag)
-            return
-        try:
-            if self._client is None:
-                self._client = redis.Redis.from_url(self._url, socket_timeout=1.0)
-            pipe = self._client.pipeline(transaction=False)
-            for key in (KEY_TASKS, KEY_DURATION, KEY_LAG):
-                pipe.hgetall(key)
-            raw_tasks, raw_duration, raw_lag = (
-                {k.decode(): v.decode() for k, v in d.items()} for d in pipe.execute()
-            )
-        except Exception as exc:
-            log.warning("metrics scrape could not read Redis: %s", type(exc).__name__)
-            self._client = None
-            up.add_metric([], 0.0)
-            yield from (up, tasks, duration, lag)
-            return
+        raw_tasks, raw_duration, raw_lag = raw
         for field, value in sorted(raw_tasks.items()):
             parts = field.split(SEP)
             if len(parts) == 3:
                 tasks.add_metric(parts, float(value))
-        duration = _histogram(
-            "radwatch_celery_task_duration_seconds",
-            "Celery task run time in seconds.",
-            ["task", "queue"],
-            raw_duration,
-            DURATION_BUCKETS,
-        )
-        lag = _histogram(
-            "radwatch_celery_queue_lag_seconds",
-            "Seconds a task waited in the queue, from publish to start.",
-            ["queue"],
-            raw_lag,
-            LAG_BUCKETS,
-        )
-        up.add_metric([], 1.0)
-        yield from (up, tasks, duration, lag)
+        yield from (up, tasks, *_histograms(raw_duration, raw_lag))

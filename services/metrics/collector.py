@@ -182,8 +182,9 @@ class DatabaseCollector(Collector):
         runs = lifecycle.run_counts(session)
         approvals = lifecycle.approval_counts(session)
         promotions = lifecycle.promotion_counts(session)
+        champions = lifecycle.champions(session)
         models = sorted(
-            set(lifecycle.model_names(session))
+            set(champions)
             | {m for m, _ in runs}
             | {m for m, _ in approvals}
             | {m for m, _, _ in promotions}
@@ -211,7 +212,7 @@ class DatabaseCollector(Collector):
             f["routing"].add_metric([r.model_name, r.mode, str(r.champion_version), candidate], 1.0)
             f["canary"].add_metric([r.model_name], r.canary_share if r.mode == "canary" else 0.0)
         # A model never promoted by radwatch has no routing row: its champion answers everything.
-        for model, version in lifecycle.champions(session).items():
+        for model, version in champions.items():
             if model not in routed:
                 f["routing"].add_metric([model, "champion", str(version), ""], 1.0)
                 f["canary"].add_metric([model], 0.0)

@@ -13,6 +13,7 @@ from pipelines.profile import ReferenceProfile
 from services.core.db import make_engine, make_sessionmaker
 from services.core.settings import Settings, get_settings
 from services.registry.mlflow_registry import MlflowRegistry
+from services.serving.client import TritonClient
 
 
 @dataclass
@@ -21,6 +22,7 @@ class WorkerContext:
     engine: Engine
     sessions: sessionmaker[Session]
     registry: MlflowRegistry
+    triton: TritonClient
     _profiles: dict[tuple[str, int], ReferenceProfile] = field(default_factory=dict)
 
     def profile(self, model_name: str, version: int) -> ReferenceProfile:
@@ -43,6 +45,7 @@ def build_context(settings: Settings | None = None) -> WorkerContext:
         engine=engine,
         sessions=make_sessionmaker(engine),
         registry=MlflowRegistry(settings.resolved_mlflow_uri),
+        triton=TritonClient(settings.triton_url),
     )
 
 
