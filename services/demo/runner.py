@@ -7,6 +7,7 @@ predict through the API → record → monitor (Celery worker) → alert.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -304,13 +305,26 @@ def _lifecycle_story(
     }
     say(f"     approval request {decided['id']}: {decided['state']}")
     if decided["state"] == "approved":
-        out.update(_promote(client, plan, settings, opts, console, candidate, api_key, base_url))
+        out.update(
+            _promote(client, plan, settings, opts, console, candidate, api_key, base_url, alive)
+        )
     auditor = {"Authorization": f"Bearer {people.auditor_key}"}
     verified = client.get("/v1/audit/verify", headers=auditor).json()
     out["audit_verified"] = bool(verified.get("ok"))
     out["audit_records"] = verified.get("checked")
     say(f"     audit trail: {verified.get('checked')} records, verified={out['audit_verified']}")
     return out
+
+
+def _after_shift(plan: StreamPlan, per_site: int) -> StreamPlan:
+    """``per_site`` more studies from every site, the shifted site on its new vendor throughout."""
+    return dataclasses.replace(
+        plan,
+        studies=per_site * len(plan.sites),
+        per_site=dict.fromkeys(plan.sites, per_site),
+        shift_from_index=0,
+        shift_after_predictions=0,
+    )
 
 
 def _promote(
@@ -322,6 +336,7 @@ def _promote(
     candidate: int,
     api_key: str,
     base_url: str,
+    alive: Any,
 ) -> dict[str, Any]:
     """Shadow -> canary -> champion while studies keep arriving (the worker's beat task
     advances each stage when the rollout plan allows), then a quiet stretch under the new
@@ -329,21 +344,13 @@ def _promote(
     say = console.print
     model = settings.model_name
     say("[bold]10/10[/bold] promotion: shadow -> canary -> champion under live traffic")
-    resolved = client.get("/v1/alerts", params={"state": "open"}).json()
+    open_alerts = client.get("/v1/alerts", params={"state": "open"}).json()
     started = client.post(
         f"/v1/models/{model}/promotion",
         json={"version": candidate, "reason": "approved retraining after the drift alert"},
     )
     started.raise_for_status()
-    after = StreamPlan(
-        studies=300,
-        sites=plan.sites,
-        shifted_site=plan.shifted_site,
-        new_vendor=plan.new_vendor,
-        per_site={s: 100 for s in plan.sites},
-        shift_from_index=0,
-        shift_after_predictions=0,
-    )
+    after = _after_shift(plan, 100)
     rounds, sent = 0, 0
     while (state := promotion_state(client, model)) and state["state"] == "in_progress":
         rounds += 1
@@ -367,20 +374,12 @@ def _promote(
         raise UnavailableError(f"The promotion ended {state['state']}: {state.get('error')}")
     finished_at = state["finished_at"]
     # The drift the candidate was retrained for is now the accepted acquisition: close its alert.
-    for a in resolved:
+    for a in open_alerts:
         client.post(
             f"/v1/alerts/{a['id']}/resolve",
             json={"note": f"addressed by the promotion of v{candidate}"},
         )
-    quiet = StreamPlan(
-        studies=opts.after_promotion_studies,
-        sites=plan.sites,
-        shifted_site=plan.shifted_site,
-        new_vendor=plan.new_vendor,
-        per_site={s: opts.after_promotion_studies // len(plan.sites) for s in plan.sites},
-        shift_from_index=0,
-        shift_after_predictions=0,
-    )
+    quiet = _after_shift(plan, opts.after_promotion_studies // len(plan.sites))
     before = len(client.get("/v1/monitor-results", params={"include_details": False}).json())
     n_quiet = stream(
         quiet,
@@ -391,7 +390,7 @@ def _promote(
         event_prefix="after",
     )
     expected = before + sum(n // settings.monitor_window for n in quiet.per_site.values())
-    _wait_for_windows(client, expected, opts.drain_timeout_s, worker_alive=lambda: True)
+    _wait_for_windows(client, expected, opts.drain_timeout_s, worker_alive=alive)
     alerts = client.get("/v1/alerts").json()
     done = _when(finished_at)
     new = [a for a in alerts if _when(a["opened_at"]) > done]
