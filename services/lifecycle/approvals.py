@@ -91,6 +91,21 @@ def decisions(session: Session, request_id: int) -> Sequence[ApprovalDecision]:
     return session.scalars(stmt).all()
 
 
+def decisions_by_request(
+    session: Session, request_ids: Sequence[int]
+) -> dict[int, list[ApprovalDecision]]:
+    """The decisions of many requests in one query, oldest first per request."""
+    out: dict[int, list[ApprovalDecision]] = {i: [] for i in request_ids}
+    stmt = (
+        select(ApprovalDecision)
+        .where(ApprovalDecision.request_id.in_(list(request_ids)))
+        .order_by(ApprovalDecision.id)
+    )
+    for d in session.scalars(stmt):
+        out[d.request_id].append(d)
+    return out
+
+
 def was_rejected(session: Session, model_name: str, version: int) -> bool:
     stmt = select(ApprovalRequest.id).where(
         ApprovalRequest.model_name == model_name,

@@ -13,6 +13,7 @@ Who may do what (the authorization matrix test checks every route against every 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -22,7 +23,7 @@ from services.api.errors import COMMON_RESPONSES, ErrorBody
 from services.auth import users
 from services.auth.service import Principal
 from services.core.errors import NotFoundError
-from services.core.models import Role
+from services.core.models import ApprovalDecision, ApprovalRequest, Role
 from services.lifecycle import approvals, promotion, protocols
 from services.lifecycle.schemas import (
     MAX_ID,
@@ -63,11 +64,15 @@ _ERR: Responses = {
 }
 
 
+def _out(row: ApprovalRequest, decisions: Sequence[ApprovalDecision]) -> ApprovalOut:
+    out = ApprovalOut.model_validate(row)
+    out.decisions = [DecisionOut.model_validate(d) for d in decisions]
+    return out
+
+
 def _approval(session: SessionDep, request_id: int) -> ApprovalOut:
     row = approvals.get(session, request_id)
-    out = ApprovalOut.model_validate(row)
-    out.decisions = [DecisionOut.model_validate(d) for d in approvals.decisions(session, row.id)]
-    return out
+    return _out(row, approvals.decisions(session, row.id))
 
 
 @router.get(
@@ -85,7 +90,8 @@ def list_approvals(
     model: Annotated[str | None, Query(max_length=128)] = None,
 ) -> list[ApprovalOut]:
     rows = approvals.list_requests(session, state=state, model_name=model)
-    return [_approval(session, r.id) for r in rows]
+    decided = approvals.decisions_by_request(session, [r.id for r in rows])
+    return [_out(r, decided[r.id]) for r in rows]
 
 
 @router.get(
