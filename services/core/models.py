@@ -491,6 +491,8 @@ class Promotion(Base):
     reason: Mapped[str] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: When it entered its current stage: the rollout plan's minutes count from here.
+    stage_started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
 

@@ -42,7 +42,6 @@ from services.core.db import session_scope
 from services.core.errors import ConflictError, ModelNotLoadedError, NotFoundError, RadwatchError
 from services.core.models import (
     Alert,
-    AuditRecord,
     Deployment,
     ModelRouting,
     PredictionEvent,
@@ -307,22 +306,11 @@ class StageProgress:
         return self.studies >= self.needed and self.minutes >= self.needed_minutes
 
 
-def _stage_started(session: Session, promotion: Promotion) -> datetime:
-    """When the promotion entered its current stage (from the audit trail of its stage changes,
-    else its start)."""
-
-    stmt = select(func.max(AuditRecord.at)).where(
-        AuditRecord.entity_type == actions.PROMOTION,
-        AuditRecord.entity_id == str(promotion.id),
-    )
-    at = session.scalar(stmt) or promotion.started_at
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
 def progress(
     session: Session, promotion: Promotion, protocol: ChangeProtocolDocument
 ) -> StageProgress:
-    since = _stage_started(session, promotion)
+    at = promotion.stage_started_at
+    since = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
     minutes = (datetime.now(UTC) - since).total_seconds() / 60.0
     plan = protocol.rollout
     if promotion.stage == SHADOW:
@@ -380,7 +368,7 @@ def _to_canary(
             raise ConflictError(f"Promotion {promotion_id} is not in shadow any more.")
         routing = _routing(session, model_name)
         _bump(routing, mode=CANARY, canary_share=protocol.rollout.canary_share)
-        promotion.stage = CANARY
+        promotion.stage, promotion.stage_started_at = CANARY, datetime.now(UTC)
         record(
             session,
             actor=actor,
@@ -421,7 +409,7 @@ def _to_champion(
             canary_share=0.0,
         )
         promotion.stage, promotion.state = CHAMPION, SUCCEEDED
-        promotion.finished_at = datetime.now(UTC)
+        promotion.finished_at = promotion.stage_started_at = datetime.now(UTC)
         # MLflow first, audit records last: the audit chain's lock is held until the commit, so
         # it must not wait on MLflow's answers.
         aliases.set(CHAMPION_ALIAS, promotion.to_version)
