@@ -2,7 +2,7 @@
 on the same held-out data.
 
 Pure computation (numpy/torch and the statistics in :mod:`monitors`); no database, no MLflow.
-:mod:`services.lifecycle.dossiers` gathers the inputs and stores the result;
+:mod:`services.retraining.dossiers` gathers the inputs and stores the result;
 :mod:`pipelines.dossier_report` draws the plots and the HTML page from the document alone.
 
 What "the same data" means: the held-out events are the newest labelled events of the champion
@@ -64,7 +64,7 @@ ObjectArray = npt.NDArray[np.object_]
 @dataclass(frozen=True)
 class DossierCriteria:
     """The acceptance criteria of a change protocol, as plain values (see
-    :class:`services.lifecycle.protocol.AcceptanceCriteria` for their meaning)."""
+    :class:`services.change_protocols.document.AcceptanceCriteria` for their meaning)."""
 
     finding: str
     noninferiority_margin: float

@@ -66,8 +66,9 @@ def _two_versions(mlflow_uri: str, repository: Path, triton_url: str, db_url: st
     from services.auth.users import create_user
     from services.core.models import Dossier, Role
     from services.core.settings import Settings
-    from services.lifecycle import approvals, protocols
-    from services.lifecycle.protocol import ChangeProtocolDocument, RolloutPlan
+    from services.approvals import service as approvals
+    from services.change_protocols import service as protocols
+    from services.change_protocols.document import ChangeProtocolDocument, RolloutPlan
     from services.registry.mlflow_registry import MlflowRegistry
     from services.serving.client import TritonClient
     from services.serving.service import deploy_champion

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 
-from services.alerts import service
+from services.alerts import repository, service
 from services.alerts.schemas import (
     MAX_ID,
     AlertActionIn,
@@ -15,10 +15,10 @@ from services.alerts.schemas import (
     WebhookCreated,
     WebhookOut,
 )
-from services.api.deps import ANY_ROLE, SessionDep, StateDep, require_roles
-from services.api.errors import COMMON_RESPONSES, ErrorBody
 from services.auth.service import Principal
-from services.core.models import Role
+from services.core.models import AlertState, Role
+from services.http.deps import ANY_ROLE, SessionDep, StateDep, require_roles
+from services.http.errors import COMMON_RESPONSES, ErrorBody
 
 router = APIRouter(tags=["alerts"])
 
@@ -41,6 +41,27 @@ _TRANSITION: Responses = {
     422: {"model": ErrorBody, "description": "Bad body (unknown field, note too long)."},
     **COMMON_RESPONSES,
 }
+
+
+@router.get(
+    "/v1/alerts",
+    response_model=list[AlertOut],
+    summary="Alerts, oldest first, optionally filtered",
+    responses=COMMON_RESPONSES,
+    dependencies=[Depends(require_roles(*ANY_ROLE))],
+)
+def list_alerts(
+    session: SessionDep,
+    model: str | None = None,
+    site: str | None = None,
+    state: AlertState | None = None,
+    severity: Literal["warning", "critical"] | None = None,
+    limit: int = Query(500, ge=1, le=5000),
+) -> list[AlertOut]:
+    rows = repository.alerts(
+        session, model_name=model, site=site, state=state, severity=severity, limit=limit
+    )
+    return [AlertOut.model_validate(r) for r in rows]
 
 
 @router.get(
@@ -77,7 +98,7 @@ def acknowledge_alert(
         alert_id,
         principal=principal,
         note=body.note if body else None,
-        settings=state.settings,
+        enqueuer=state.enqueuer,
     )
     return AlertOut.model_validate(alert)
 
@@ -105,7 +126,7 @@ def resolve_alert(
         alert_id,
         principal=principal,
         note=body.note if body else None,
-        settings=state.settings,
+        enqueuer=state.enqueuer,
     )
     return AlertOut.model_validate(alert)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from services.core.models import (
@@ -51,6 +51,90 @@ def transition(
     )
     result = cast(CursorResult[Any], session.execute(stmt))
     return result.rowcount == 1
+
+
+def open_alert(session: Session, *, monitor: str, model_name: str, site: str) -> Alert | None:
+    """The alert that blocks a new one for this key: open *or acknowledged*.
+
+    Acknowledged means someone is working on the problem, so it still counts; only a resolved
+    alert frees the key. The predicate matches the partial unique index
+    ``uq_alerts_one_unresolved``, which enforces the same rule when two workers race.
+    """
+    stmt = select(Alert).where(
+        Alert.monitor == monitor,
+        Alert.model_name == model_name,
+        Alert.site == site,
+        Alert.state != AlertState.RESOLVED,
+    )
+    return session.scalars(stmt).first()
+
+
+def add_alert(session: Session, alert: Alert) -> Alert:
+    session.add(alert)
+    session.flush()
+    return alert
+
+
+def alerts(
+    session: Session,
+    *,
+    model_name: str | None = None,
+    site: str | None = None,
+    state: AlertState | None = None,
+    severity: str | None = None,
+    limit: int = 500,
+) -> Sequence[Alert]:
+    stmt = select(Alert).order_by(Alert.id)
+    if model_name:
+        stmt = stmt.where(Alert.model_name == model_name)
+    if site:
+        stmt = stmt.where(Alert.site == site)
+    if state:
+        stmt = stmt.where(Alert.state == state)
+    if severity:
+        stmt = stmt.where(Alert.severity == severity)
+    return session.scalars(stmt.limit(limit)).all()
+
+
+def open_alert_counts(session: Session) -> dict[tuple[str, str, str], int]:
+    stmt = (
+        select(Alert.model_name, Alert.site, Alert.severity, func.count(Alert.id))
+        .where(Alert.state == AlertState.OPEN)
+        .group_by(Alert.model_name, Alert.site, Alert.severity)
+    )
+    return {(m, s, sev): int(n) for m, s, sev, n in session.execute(stmt)}
+
+
+def alert_counts(session: Session) -> dict[tuple[str, str, str, str], int]:
+    """Alerts by (model, site, severity, state)."""
+    stmt = select(Alert.model_name, Alert.site, Alert.severity, Alert.state, func.count()).group_by(
+        Alert.model_name, Alert.site, Alert.severity, Alert.state
+    )
+    return {(m, s, sev, str(st)): int(n) for m, s, sev, st, n in session.execute(stmt)}
+
+
+def unresolved(
+    session: Session,
+    model_name: str,
+    *,
+    opened_since: datetime | None = None,
+    exclude_monitor: str | None = None,
+    ids: Sequence[int] | None = None,
+) -> Sequence[Alert]:
+    """The model's alerts that are not resolved, oldest first; optionally opened since a time,
+    without one monitor's, or only the given ids."""
+    stmt = select(Alert).where(Alert.model_name == model_name, Alert.state != AlertState.RESOLVED)
+    if opened_since is not None:
+        stmt = stmt.where(Alert.opened_at >= opened_since)
+    if exclude_monitor is not None:
+        stmt = stmt.where(Alert.monitor != exclude_monitor)
+    if ids is not None:
+        stmt = stmt.where(Alert.id.in_(list(ids)))
+    return session.scalars(stmt.order_by(Alert.id)).all()
+
+
+def by_ids(session: Session, ids: Sequence[int]) -> Sequence[Alert]:
+    return session.scalars(select(Alert).where(Alert.id.in_(list(ids))).order_by(Alert.id)).all()
 
 
 # --- subscriptions ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
-from services.monitoring.schemas import AlertOut
+from services.core.models import AlertState
 
 __all__ = ["AlertActionIn", "AlertOut", "WebhookCreate", "WebhookCreated", "WebhookOut"]
 
@@ -20,6 +20,31 @@ MAX_ID = 2**63 - 1
 #: Control characters a note may not hold. PostgreSQL text cannot store NUL at all; the others
 #: have no business in a note. Tab and line breaks are fine.
 _CONTROL = {chr(c) for c in range(32)} - {"\t", "\n", "\r"}
+
+
+class AlertOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
+
+    id: int
+    monitor: str
+    model_name: str
+    site: str
+    state: AlertState
+    severity: str
+    detail: str
+    opened_after_predictions: int
+    opened_at: datetime
+    #: Lifecycle (``POST /v1/alerts/{id}/acknowledge`` and ``/resolve``): who, by API key name
+    #: and id, when, and the note they left. ``None`` until that step happens; an alert resolved
+    #: straight from open has no acknowledgement.
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    acknowledged_by_key_id: int | None = None
+    acknowledged_note: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    resolved_by_key_id: int | None = None
+    resolved_note: str | None = None
 
 
 class AlertActionIn(BaseModel):

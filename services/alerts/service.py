@@ -7,6 +7,10 @@ resolving frees that key, and a problem that persists or comes back afterwards o
 Each transition is one conditional UPDATE (``WHERE state IN (...)``), so of two concurrent
 resolves exactly one succeeds and the other gets a 409.
 
+**One owner.** Every alert is opened by :func:`open`, whoever decides it is due (a monitor's
+policy, an automatic rollback): it writes the row, the webhook outbox rows and the audit record
+in the caller's transaction, so no alert can be stored without being announced and audited.
+
 **Outbox.** Every change (opened, acknowledged, resolved) writes one delivery row per matching
 active subscription in the caller's transaction: if the change rolls back, so do its deliveries.
 Services never commit; the edge does, and a worker is nudged after that commit
@@ -15,11 +19,13 @@ Services never commit; the edge does, and a worker is nudged after that commit
 
 from __future__ import annotations
 
+import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.alerts import dispatch, repository, webhooks
@@ -35,7 +41,9 @@ from services.core.models import (
     WebhookSubscription,
     utcnow,
 )
-from services.core.settings import Settings
+from services.core.ports import Enqueuer
+
+log = logging.getLogger(__name__)
 
 EVENT_OPENED = "alert.opened"
 EVENT_ACKNOWLEDGED = "alert.acknowledged"
@@ -55,11 +63,64 @@ def get_alert(session: Session, alert_id: int) -> Alert:
     return alert
 
 
-def alert_opened(session: Session, alert: Alert, *, settings: Settings) -> int:
-    """Outbox hook for a newly added alert (flushed, so it has an id). Returns deliveries written.
-
-    The monitor calls it right after inserting the alert, inside the same transaction."""
-    return _record_event(session, alert, EVENT_OPENED, settings=settings)
+def open(
+    session: Session,
+    *,
+    enqueuer: Enqueuer,
+    monitor: str,
+    model_name: str,
+    site: str,
+    severity: str,
+    detail: str,
+    result_id: int,
+    opened_after_predictions: int,
+    actor: str,
+    reason: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Alert | None:
+    """Open an alert: the row, its webhook outbox rows and its ``alert.opened`` audit record, all
+    in the caller's transaction. Returns None when an unresolved alert already holds the key
+    (monitor, model, site): at most one per key, also when two workers race (the partial unique
+    index refuses the second; its savepoint rolls back alone). ``context`` is added to the audit
+    payload (e.g. the window that fired)."""
+    if repository.open_alert(session, monitor=monitor, model_name=model_name, site=site):
+        return None
+    try:
+        with session.begin_nested():
+            alert = repository.add_alert(
+                session,
+                Alert(
+                    monitor=monitor,
+                    model_name=model_name,
+                    site=site,
+                    severity=severity,
+                    detail=detail,
+                    result_id=result_id,
+                    opened_after_predictions=opened_after_predictions,
+                ),
+            )
+            _record_event(session, alert, EVENT_OPENED, enqueuer=enqueuer)
+            audit.record(
+                session,
+                actor=actor,
+                action=actions.ALERT_OPENED,
+                entity_type=actions.ALERT,
+                entity_id=alert.id,
+                reason=reason,
+                payload={
+                    "monitor": monitor,
+                    "model": model_name,
+                    "site": site,
+                    "severity": severity,
+                    **dict(context or {}),
+                },
+            )
+    except IntegrityError:
+        return None
+    log.info(
+        "alert opened: monitor=%s model=%s site=%s severity=%s", monitor, model_name, site, severity
+    )
+    return alert
 
 
 def acknowledge(
@@ -68,7 +129,7 @@ def acknowledge(
     *,
     principal: Principal,
     note: str | None,
-    settings: Settings,
+    enqueuer: Enqueuer,
     now: datetime | None = None,
 ) -> Alert:
     """open -> acknowledged. 404 for an unknown id, 409 if it is not open."""
@@ -84,7 +145,7 @@ def acknowledge(
             "acknowledged_note": note,
         },
     )
-    alert = _after_transition(session, alert_id, changed, EVENT_ACKNOWLEDGED, settings=settings)
+    alert = _after_transition(session, alert_id, changed, EVENT_ACKNOWLEDGED, enqueuer=enqueuer)
     _audit(session, alert, actions.ALERT_ACKNOWLEDGED, principal=principal, note=note)
     return alert
 
@@ -95,7 +156,7 @@ def resolve(
     *,
     principal: Principal,
     note: str | None,
-    settings: Settings,
+    enqueuer: Enqueuer,
     now: datetime | None = None,
 ) -> Alert:
     """open or acknowledged -> resolved. 404 for an unknown id, 409 if already resolved."""
@@ -111,13 +172,13 @@ def resolve(
             "resolved_note": note,
         },
     )
-    alert = _after_transition(session, alert_id, changed, EVENT_RESOLVED, settings=settings)
+    alert = _after_transition(session, alert_id, changed, EVENT_RESOLVED, enqueuer=enqueuer)
     _audit(session, alert, actions.ALERT_RESOLVED, principal=principal, note=note)
     return alert
 
 
 def _after_transition(
-    session: Session, alert_id: int, changed: bool, event: str, *, settings: Settings
+    session: Session, alert_id: int, changed: bool, event: str, *, enqueuer: Enqueuer
 ) -> Alert:
     # Re-read: the UPDATE bypassed the identity map. After a refused transition, READ COMMITTED
     # shows the state the winning transaction committed, which the 409 message reports.
@@ -129,7 +190,7 @@ def _after_transition(
         )
     if not changed:
         raise _conflict(alert, event)
-    _record_event(session, alert, event, settings=settings)
+    _record_event(session, alert, event, enqueuer=enqueuer)
     return alert
 
 
@@ -182,7 +243,7 @@ def _conflict(alert: Alert, event: str) -> ConflictError:
     )
 
 
-def _record_event(session: Session, alert: Alert, event: str, *, settings: Settings) -> int:
+def _record_event(session: Session, alert: Alert, event: str, *, enqueuer: Enqueuer) -> int:
     """Write the outbox rows of one alert event and nudge a worker after the commit."""
     targets = repository.receivers(session, alert.severity)
     if not targets:
@@ -205,7 +266,7 @@ def _record_event(session: Session, alert: Alert, event: str, *, settings: Setti
             for sub in targets
         ],
     )
-    dispatch.deliver_after_commit(session, settings)
+    dispatch.nudge_after_commit(session, enqueuer)
     return len(targets)
 
 

@@ -9,11 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from services.api.deps import AppState
-from services.api.errors import install_error_handlers
-from services.core.db import make_engine, make_sessionmaker
+from services.core.runtime import Runtime
 from services.core.settings import Settings, get_settings
-from services.serving.client import TritonClient
+from services.http.errors import install_error_handlers
+from services.wiring import build_runtime
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +30,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.resolved_database_url)
-        app.state.radwatch = AppState(
-            settings=settings,
-            engine=engine,
-            sessions=make_sessionmaker(engine),
-            triton=TritonClient(settings.triton_url),
-        )
+        runtime = build_runtime(settings)
+        app.state.radwatch = runtime
         try:
             yield
         finally:
-            engine.dispose()
+            runtime.close()
 
     app = FastAPI(
         title="radwatch",
@@ -52,15 +46,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     from services.alerts.endpoints import router as alerts_router
+    from services.approvals.endpoints import router as approvals_router
     from services.audit.endpoints import router as audit_router
+    from services.change_protocols.endpoints import router as protocols_router
     from services.events.endpoints import router as events_router
     from services.labels.endpoints import router as labels_router
-    from services.lifecycle.endpoints import router as lifecycle_router
-    from services.lifecycle.retraining_endpoints import router as retraining_router
-    from services.metrics.endpoints import install_metrics
     from services.monitoring.config_endpoints import router as monitors_router
     from services.monitoring.endpoints import router as monitoring_router
+    from services.promotion.endpoints import router as promotion_router
+    from services.retraining.endpoints import router as retraining_router
+    from services.serving.endpoints import lifecycle_router as routing_router
     from services.serving.endpoints import router as serving_router
+    from services.telemetry.endpoints import install_metrics
     from services.ui.endpoints import router as ui_router
 
     install_metrics(app)
@@ -71,13 +68,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(monitors_router)
     app.include_router(alerts_router)
     app.include_router(audit_router)
-    app.include_router(lifecycle_router)
+    app.include_router(approvals_router)
+    app.include_router(protocols_router)
+    app.include_router(promotion_router)
+    app.include_router(routing_router)
     app.include_router(retraining_router)
     app.include_router(ui_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and dependency status")
     def healthz() -> dict[str, object]:
-        state: AppState = app.state.radwatch
+        state: Runtime = app.state.radwatch
         db_ok = True
         try:
             with state.engine.connect() as conn:
@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def readyz() -> JSONResponse:
         # Only the system of record decides readiness: without it nothing can be stored, while
         # a Triton outage still lets the API take batch events and labels.
-        state: AppState = app.state.radwatch
+        state: Runtime = app.state.radwatch
         try:
             with state.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")

@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from services.api.deps import SessionDep, require_roles
-from services.api.errors import COMMON_RESPONSES
 from services.audit import service
 from services.audit.schemas import AuditPage, AuditRecordOut, AuditVerifyOut
 from services.auth.service import Principal
 from services.core.models import Role
+from services.http.deps import SessionDep, require_roles
+from services.http.errors import COMMON_RESPONSES
 
 router = APIRouter(tags=["audit"])
 

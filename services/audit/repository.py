@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Row, select, text
 from sqlalchemy.orm import Session
 
+from services.core.db import advisory_lock
 from services.core.models import AuditRecord
 
 #: PostgreSQL advisory-lock key that serializes appends to the chain ("rwau"). A single bigint
@@ -47,7 +48,7 @@ def lock_chain(session: Session) -> None:
     """
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
+        advisory_lock(session, AUDIT_LOCK_KEY)
     elif dialect == "sqlite":
         session.execute(text("UPDATE audit_log SET id = id WHERE 0"))
     else:  # pragma: no cover - settings only accept PostgreSQL and SQLite URLs

@@ -36,20 +36,17 @@ def _error(message: str) -> typer.Exit:
 @contextmanager
 def _session() -> Iterator[Session]:
     """A read-only unit of work on the configured database (RADWATCH_DATABASE_URL)."""
-    from services.core.db import make_engine, make_sessionmaker, session_scope
-    from services.core.settings import get_settings
+    from services.cli.common import sessions
+    from services.core.db import session_scope
 
-    engine = make_engine(get_settings().resolved_database_url)
     try:
-        with session_scope(make_sessionmaker(engine)) as session:
+        with sessions() as factory, session_scope(factory) as session:
             yield session
     except SQLAlchemyError as exc:
         raise _error(
             f"cannot read the audit log ({type(exc).__name__}); check RADWATCH_DATABASE_URL and "
             "that `radwatch db upgrade` has run."
         ) from None
-    finally:
-        engine.dispose()
 
 
 def _when(value: str | None, option: str) -> datetime | None:

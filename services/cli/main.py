@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from services.cli import audit as audit_cli
 from services.cli import grafana as grafana_cli
@@ -17,6 +15,7 @@ from services.cli import lifecycle as lifecycle_cli
 from services.cli import monitor as monitor_cli
 from services.cli import monitors as monitors_cli
 from services.cli import retrain as retrain_cli
+from services.cli.common import actor, err, fail, runtime, sessions
 from services.core.errors import RadwatchError
 
 if TYPE_CHECKING:
@@ -42,13 +41,6 @@ app.add_typer(lifecycle_cli.promote_app, name="promote")
 app.command("rollback")(lifecycle_cli.rollback)
 metrics_app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
 app.add_typer(metrics_app, name="metrics")
-
-err = Console(stderr=True)
-
-
-def _fail(exc: RadwatchError) -> None:
-    err.print(f"[red]error:[/red] {exc.message}")
-    raise typer.Exit(2 if exc.status_code < 500 else 1)
 
 
 def _require_schema(engine: Engine) -> None:
@@ -109,7 +101,7 @@ def demo(
             )
         )
     except RadwatchError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @metrics_app.command("catalog")
@@ -192,9 +184,8 @@ def keys_create(
 ) -> None:
     """Create an API key and print it once."""
     from services.auth.service import create_key
-    from services.core.db import make_engine, make_sessionmaker, session_scope
+    from services.core.db import session_scope
     from services.core.models import Role
-    from services.core.settings import get_settings
 
     try:
         parsed = Role(role)
@@ -202,8 +193,7 @@ def keys_create(
         roles = ", ".join(r.value for r in Role)
         err.print(f"[red]error:[/red] unknown role '{role}'; use one of: {roles}")
         raise typer.Exit(2) from None
-    engine = make_engine(get_settings().resolved_database_url)
-    with session_scope(make_sessionmaker(engine)) as session:
+    with sessions() as factory, session_scope(factory) as session:
         key = create_key(session, name=name, role=parsed)
     typer.echo(key)
 
@@ -215,30 +205,25 @@ def train(
 ) -> None:
     """Train the model on synthetic radiographs and register it in MLflow as 'champion'."""
     from pipelines.train import TrainConfig
-    from services.cli.progress import stage_progress
-    from services.core.settings import get_settings
-    from services.registry.mlflow_registry import MlflowRegistry
+    from services.core.db import session_scope
+    from services.core.progress import stage_progress
     from services.registry.service import train_and_register
 
-    settings = get_settings()
     config = TrainConfig.demo() if preset == "demo" else TrainConfig.tiny()
-    from services.core.db import make_engine, make_sessionmaker, session_scope
-
-    registry = MlflowRegistry(settings.resolved_mlflow_uri)
-    engine = make_engine(settings.resolved_database_url)
-    _require_schema(engine)  # fail before minutes of training, not after
-    try:
-        with stage_progress() as progress, session_scope(make_sessionmaker(engine)) as session:
-            registered, _ = train_and_register(
-                registry,
-                model_name=model_name or settings.model_name,
-                config=config,
-                progress=progress,
-                session=session,
-                actor=f"cli:{getpass.getuser()}",
-            )
-    except RadwatchError as exc:
-        _fail(exc)
+    with runtime() as rt:
+        _require_schema(rt.engine)  # fail before minutes of training, not after
+        try:
+            with stage_progress() as progress, session_scope(rt.sessions) as session:
+                registered, _ = train_and_register(
+                    rt.registry,
+                    model_name=model_name or rt.settings.model_name,
+                    config=config,
+                    progress=progress,
+                    session=session,
+                    actor=actor(),
+                )
+        except RadwatchError as exc:
+            fail(exc)
     typer.echo(
         f"registered {registered.name} version {registered.version} (run {registered.run_id})"
     )
@@ -253,33 +238,22 @@ def deploy(
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
 ) -> None:
     """Export a registered version to the Triton repository, load it and make it the champion."""
-    from services.core.db import make_engine, make_sessionmaker, session_scope
-    from services.core.settings import get_settings
-    from services.registry.mlflow_registry import MlflowRegistry
-    from services.serving.client import TritonClient
-    from services.serving.service import deploy_version
+    from services.monitoring.flows import deploy as deploy_flow
 
-    settings = get_settings()
-    name = model_name or settings.model_name
-    registry = MlflowRegistry(settings.resolved_mlflow_uri)
-    try:
-        v = version if version is not None else registry.get_by_alias(name, "champion").version
-        engine = make_engine(settings.resolved_database_url)
-        with session_scope(make_sessionmaker(engine)) as session:
-            deploy_version(
-                session,
-                registry=registry,
-                triton=TritonClient(settings.triton_url),
-                repository_dir=settings.triton_repository,
-                model_name=name,
-                version=v,
-                operating_threshold=threshold,
-                settings=settings,
-                actor=f"cli:{getpass.getuser()}",
+    with runtime() as rt:
+        name = model_name or rt.settings.model_name
+        try:
+            v = (
+                version
+                if version is not None
+                else rt.registry.get_by_alias(name, "champion").version
             )
-    except RadwatchError as exc:
-        _fail(exc)
-    typer.echo(f"{name} version {v} is the champion on Triton at {settings.triton_url}")
+            deploy_flow(
+                rt, model_name=name, version=v, operating_threshold=threshold, actor=actor()
+            )
+        except RadwatchError as exc:
+            fail(exc)
+        typer.echo(f"{name} version {v} is the champion on Triton at {rt.settings.triton_url}")
 
 
 @app.command()
@@ -310,7 +284,7 @@ def triton(
     except KeyboardInterrupt:
         pass
     except RadwatchError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         server.stop()
 

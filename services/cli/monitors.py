@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,36 +10,25 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from sqlalchemy.orm import Session
 
+from services.cli.common import actor as _actor
+from services.cli.common import err, sessions
 from services.core.errors import RadwatchError
 
 app = typer.Typer(help="Declare, change, disable and inspect monitors.", no_args_is_help=True)
-err = Console(stderr=True)
 
 
 @contextmanager
 def _session() -> Iterator[Session]:
-    from services.core.db import make_engine, make_sessionmaker, session_scope
-    from services.core.settings import get_settings
+    from services.core.db import session_scope
 
-    engine = make_engine(get_settings().resolved_database_url)
     try:
-        with session_scope(make_sessionmaker(engine)) as session:
+        with sessions() as factory, session_scope(factory) as session:
             yield session
     except RadwatchError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from None
-    finally:
-        engine.dispose()
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:
-        return "cli"
 
 
 def _spec(text: str) -> dict[str, Any]:

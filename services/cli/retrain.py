@@ -8,28 +8,28 @@ recorded as requested by ``cli:<OS user>``.
 
 from __future__ import annotations
 
-import getpass
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
+from services.cli.common import actor as _actor
+from services.cli.common import err, runtime
+from services.cli.common import fail as _fail
+from services.cli.common import sessions as _db
 from services.core.errors import RadwatchError
+from services.core.models import RetrainingState
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from services.core.models import RetrainingRun
-    from services.core.settings import Settings
+    from services.core.runtime import Runtime
 
 app = typer.Typer(
     help="Retrain a model on recent labelled data and watch runs.", no_args_is_help=True
 )
-err = Console(stderr=True)
 
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name (default: settings).")]
 ReasonOpt = Annotated[str, typer.Option(help="Why (audited).")]
@@ -37,35 +37,10 @@ EpochsOpt = Annotated[int | None, typer.Option(min=1, max=500, help="Default: th
 SeedOpt = Annotated[int | None, typer.Option(min=0, help="Default: the protocol's.")]
 
 
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:
-        return "cli"
-
-
-def _fail(exc: RadwatchError) -> NoReturn:
-    err.print(f"[red]error:[/red] {exc.message}")
-    raise typer.Exit(2 if exc.status_code < 500 else 1)
-
-
-@contextmanager
-def _sessions() -> Iterator[tuple[sessionmaker[Session], Settings]]:
-    from services.core.db import make_engine, make_sessionmaker
-    from services.core.settings import get_settings
-
-    settings = get_settings()
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        yield make_sessionmaker(engine), settings
-    finally:
-        engine.dispose()
-
-
 def _out(session: Session, run: RetrainingRun) -> dict[str, Any]:
     """The run as the API shows it (with its dossier id)."""
-    from services.lifecycle import retraining
-    from services.lifecycle.retraining_schemas import RetrainingRunOut
+    from services.retraining import service as retraining
+    from services.retraining.schemas import RetrainingRunOut
 
     out = RetrainingRunOut.model_validate(run)
     dossier = retraining.dossier_of(session, run.id)
@@ -74,8 +49,7 @@ def _out(session: Session, run: RetrainingRun) -> dict[str, Any]:
 
 
 def _request(
-    sessions: sessionmaker[Session],
-    settings: Settings,
+    rt: Runtime,
     *,
     model: str | None,
     reason: str,
@@ -84,12 +58,12 @@ def _request(
     enqueue: bool,
 ) -> int:
     from services.core.db import session_scope
-    from services.lifecycle import retraining
+    from services.retraining import service as retraining
 
-    with session_scope(sessions) as session:
+    with session_scope(rt.sessions) as session:
         run = retraining.request_run(
             session,
-            model_name=model or settings.model_name,
+            model_name=model or rt.settings.model_name,
             trigger="manual",
             requested_by=_actor(),
             reason=reason,
@@ -98,8 +72,8 @@ def _request(
         if enqueue:
             retraining.enqueue_after_commit(
                 session,
-                broker_url=settings.resolved_broker_url,
-                queue=settings.training_queue,
+                enqueuer=rt.enqueuer,
+                queue=rt.settings.training_queue,
                 run_ids=[run.id],
             )
         return run.id
@@ -107,9 +81,9 @@ def _request(
 
 def _watch(sessions: sessionmaker[Session], run_id: int, *, poll_s: float = 1.0) -> str:
     """Poll the run until it finishes, with a progress bar; its final state."""
-    from services.cli.progress import make_progress
     from services.core.db import session_scope
-    from services.lifecycle import retraining
+    from services.core.progress import make_progress
+    from services.retraining import service as retraining
 
     with make_progress() as bars:
         task = bars.add_task(f"run {run_id}", total=100)
@@ -120,8 +94,8 @@ def _watch(sessions: sessionmaker[Session], run_id: int, *, poll_s: float = 1.0)
             bars.update(
                 task, completed=round(100 * progress), description=f"run {run_id} {state}"[:22]
             )
-            if state in (retraining.SUCCEEDED, retraining.FAILED):
-                bars.update(task, completed=100 if state == retraining.SUCCEEDED else None)
+            if state in (RetrainingState.SUCCEEDED, RetrainingState.FAILED):
+                bars.update(task, completed=100 if state == RetrainingState.SUCCEEDED else None)
                 break
             time.sleep(poll_s)
     err.print(f"run {run_id} {state}: {message or ''}")
@@ -137,11 +111,11 @@ def start(
     wait: Annotated[bool, typer.Option("--wait", help="Poll until the run finishes.")] = False,
 ) -> None:
     """Queue a retraining run for a training worker; print its id (and wait with --wait)."""
-    with _sessions() as (sessions, settings):
+    with runtime() as rt:
+        sessions = rt.sessions
         try:
             run_id = _request(
-                sessions,
-                settings,
+                rt,
                 model=model,
                 reason=reason,
                 epochs=epochs,
@@ -162,9 +136,9 @@ def status(
 ) -> None:
     """Print one run, or the latest runs, as JSON."""
     from services.core.db import session_scope
-    from services.lifecycle import retraining
+    from services.retraining import service as retraining
 
-    with _sessions() as (sessions, _):
+    with _db() as sessions:
         try:
             with session_scope(sessions) as session:
                 if run_id is not None:
@@ -185,26 +159,25 @@ def run_local(
     seed: SeedOpt = None,
 ) -> None:
     """Queue a run and execute it in this process (no worker or broker needed)."""
-    from services.cli.progress import stage_progress
     from services.core.db import session_scope
-    from services.lifecycle import retraining, retraining_runner
-    from services.registry.mlflow_registry import MlflowRegistry
+    from services.core.progress import stage_progress
+    from services.retraining import flows as retraining_runner
+    from services.retraining import service as retraining
 
-    with _sessions() as (sessions, settings):
+    with runtime() as rt:
+        sessions = rt.sessions
         try:
             run_id = _request(
-                sessions,
-                settings,
+                rt,
                 model=model,
                 reason=reason,
                 epochs=epochs,
                 seed=seed,
                 enqueue=False,
             )
-            registry = MlflowRegistry(settings.resolved_mlflow_uri)
             with stage_progress() as progress:
                 run = retraining_runner.execute_run(
-                    sessions, registry, run_id, actor=_actor(), progress=progress
+                    sessions, rt.registry, run_id, actor=_actor(), progress=progress
                 )
         except RadwatchError as exc:
             _fail(exc)
@@ -214,5 +187,5 @@ def run_local(
         with session_scope(sessions) as session:
             out = _out(session, retraining.get(session, run_id))
     typer.echo(json.dumps(out, indent=2, default=str))
-    if out["state"] != retraining.SUCCEEDED:
+    if out["state"] != RetrainingState.SUCCEEDED:
         raise typer.Exit(1)

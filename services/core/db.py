@@ -3,12 +3,13 @@ services: :func:`session_scope` commits on success and rolls back on error."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -89,3 +90,32 @@ def insert_ignoring_duplicates(
         raise RuntimeError(f"unsupported database dialect {dialect!r}")
     result = session.execute(stmt.returning(*(table.c[k] for k in key)), list(rows))
     return {tuple(r) for r in result}
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``name`` (the same in every process)."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def advisory_lock(
+    db: Session | Connection, key: int | str, *, shared: bool = False, wait: bool = True
+) -> bool:
+    """Take a PostgreSQL advisory lock held until the transaction ends (commit or rollback).
+
+    ``key`` is an integer or a name (hashed with :func:`lock_key`). ``shared`` takes the shared
+    mode (many holders, excluded by one exclusive holder). With ``wait=False`` it does not
+    block and returns whether the lock was granted. On SQLite it does nothing and returns True:
+    SQLite has one writer per database file at a time, and callers keep a unique key as the
+    last line of defence either way.
+    """
+    dialect = db.get_bind().dialect if isinstance(db, Session) else db.dialect
+    if dialect.name != "postgresql":
+        return True
+    fn = ("pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock") + (
+        "_shared" if shared else ""
+    )
+    granted = db.execute(
+        text(f"SELECT {fn}(:k)"), {"k": key if isinstance(key, int) else lock_key(key)}
+    ).scalar()
+    return True if wait else bool(granted)

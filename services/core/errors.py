@@ -1,13 +1,14 @@
 """The domain error hierarchy.
 
 Every error a user can cause or fix carries an HTTP status and a message that says what to do.
-Services and adapters raise these; one FastAPI handler (``services.api.errors``) turns them into
+Services and adapters raise these; one FastAPI handler (``services.http.errors``) turns them into
 JSON responses, and the CLI prints the message and exits non-zero. ``HTTPException`` never appears
 outside the API layer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 
@@ -124,3 +125,34 @@ class PayloadTooLargeError(BadRequestError):
 class UnsupportedMediaTypeError(BadRequestError):
     status_code = 415
     code = "unsupported_media_type"
+
+
+# --- validation problems -----------------------------------------------------------------------
+
+Loc = tuple[int | str, ...]
+
+
+def problems_of(
+    errors: Iterable[Mapping[str, Any]],
+    *,
+    prefix: str = "",
+    default: str = "body",
+    loc: Callable[[Loc], Loc] = lambda loc: loc,
+) -> list[dict[str, str]]:
+    """``{"field", "problem"}`` for each pydantic error, the field as a dotted path (``prefix``
+    before it, ``default`` when the error is on the whole value). ``loc`` can rewrite a path
+    first (e.g. drop a discriminator level the user never wrote)."""
+    out = []
+    for e in errors:
+        path = ".".join(str(p) for p in loc(tuple(e.get("loc", ()))))
+        out.append({"field": f"{prefix}{path}" if path else default, "problem": str(e["msg"])})
+    return out
+
+
+def invalid(
+    what: str, problems: list[dict[str, str]], *, hint: str = "", keep: int = 20
+) -> ValidationFailedError:
+    """The one 422 for a value that failed validation: ``"{what}: field: problem; ...{hint}"``
+    naming the first five problems, with up to ``keep`` of them in ``details.problems``."""
+    text = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:5])
+    return ValidationFailedError(f"{what}: {text}{hint}", details={"problems": problems[:keep]})

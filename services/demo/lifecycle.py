@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.auth.service import create_key
 from services.auth.users import create_user
-from services.cli.progress import make_progress
 from services.core.db import session_scope
 from services.core.errors import UnavailableError
 from services.core.models import Role
+from services.core.progress import make_progress
 
 #: The demo's change protocol: the documented defaults, with a rollout small enough for a demo.
 DEMO_PROTOCOL: dict[str, Any] = {

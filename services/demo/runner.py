@@ -22,11 +22,11 @@ from rich.console import Console
 
 from pipelines.train import TrainConfig
 from services.auth.service import create_key
-from services.cli.progress import make_progress
-from services.core.db import make_engine, make_sessionmaker, migrate, session_scope
+from services.core.db import migrate, session_scope
 from services.core.errors import UnavailableError
 from services.core.models import Role
 from services.core.processes import api_process, free_port, settings_env, worker_process
+from services.core.progress import make_progress
 from services.core.settings import Settings
 from services.demo.lifecycle import (
     DEMO_PROTOCOL,
@@ -38,11 +38,10 @@ from services.demo.lifecycle import (
 )
 from services.demo.report import write_report
 from services.demo.stream import StreamPlan, plan_stream, stream
-from services.registry.mlflow_registry import MlflowRegistry
+from services.monitoring.flows import deploy
 from services.registry.service import train_and_register
-from services.serving.client import TritonClient
 from services.serving.server import TritonServerProcess
-from services.serving.service import deploy_version
+from services.wiring import build_runtime
 
 
 @dataclass(frozen=True)
@@ -96,13 +95,17 @@ def run_story(settings: Settings, opts: DemoOptions, console: Console) -> dict[s
 
     say("[bold]1/10[/bold] database: migrating", settings.resolved_database_url.split("@")[-1])
     migrate(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    sessions = make_sessionmaker(engine)
+    # Triton's ports are chosen now, so the runtime (built once, in services.wiring) names the
+    # server that step 3 starts.
+    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    settings = settings.model_copy(update={"triton_url": f"127.0.0.1:{ports['http_port']}"})
+    rt = build_runtime(settings)
+    sessions = rt.sessions
     with session_scope(sessions) as session:
         api_key = create_key(session, name="demo-mlops-engineer", role=Role.MLOPS_ENGINEER)
 
     say("[bold]2/10[/bold] training the encoder on synthetic radiographs (CPU)")
-    registry = MlflowRegistry(settings.resolved_mlflow_uri)
+    registry = rt.registry
     with make_progress(console) as bars:
         tasks: dict[str, Any] = {}
 
@@ -125,26 +128,15 @@ def run_story(settings: Settings, opts: DemoOptions, console: Console) -> dict[s
         settings.triton_repository.mkdir(parents=True, exist_ok=True)
         triton_server = TritonServerProcess(
             settings.triton_repository,
-            http_port=free_port(),
-            grpc_port=free_port(),
-            metrics_port=free_port(),
+            http_port=ports["http_port"],
+            grpc_port=ports["grpc_port"],
+            metrics_port=ports["metrics_port"],
             log_path=logs / "triton.log",
         )
         triton_server.start()
         stack.callback(triton_server.stop)
-        settings = settings.model_copy(update={"triton_url": triton_server.url})
-        triton = TritonClient(settings.triton_url)
-        with session_scope(sessions) as session:
-            deploy_version(
-                session,
-                registry=registry,
-                triton=triton,
-                repository_dir=settings.triton_repository,
-                model_name=registered.name,
-                version=registered.version,
-                settings=settings,
-            )
-        triton_version = triton.server_version()
+        deploy(rt, model_name=registered.name, version=registered.version)
+        triton_version = rt.triton.server_version()
 
         say("[bold]4/10[/bold] starting the API and a Celery worker (with beat)")
         env = child_env(settings)
@@ -238,7 +230,7 @@ def run_story(settings: Settings, opts: DemoOptions, console: Console) -> dict[s
     if opts.report_path is not None:
         write_report(opts.report_path, summary, results)
         summary["report"] = str(opts.report_path)
-    engine.dispose()
+    rt.close()
     return summary
 
 

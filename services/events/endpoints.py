@@ -12,13 +12,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from pipelines.dicom import read_dicom
-from services.api.bodies import read_batch, refuse_if_nothing_stored, too_large
-from services.api.deps import SessionDep, StateDep, require_roles
-from services.api.errors import COMMON_RESPONSES, ErrorBody
 from services.core.errors import (
     BadRequestError,
     UnsupportedMediaTypeError,
-    ValidationFailedError,
+    invalid,
+    problems_of,
 )
 from services.core.models import Role
 from services.events import ingest, service
@@ -28,6 +26,9 @@ from services.events.schemas import (
     PredictionResponse,
     StudyMetadata,
 )
+from services.http.bodies import read_batch, refuse_if_nothing_stored, too_large
+from services.http.deps import SessionDep, StateDep, require_roles
+from services.http.errors import COMMON_RESPONSES, ErrorBody
 from services.metrics.registry import (
     EVENTS_DUPLICATE,
     EVENTS_INGESTED,
@@ -136,13 +137,10 @@ async def _parse_json(request: Request, limit: int) -> tuple[npt.NDArray[Any], S
     try:
         payload = ArrayPredictionRequest.model_validate_json(body)
     except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
-        ]
-        text = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems[:5])
-        raise ValidationFailedError(
-            f"Invalid JSON body: {text}. Expected {{'image': [[...]], 'metadata': {{...}}}}.",
-            details={"problems": problems[:20]},
+        raise invalid(
+            "Invalid JSON body",
+            problems_of(exc.errors(include_url=False)),
+            hint=". Expected {'image': [[...]], 'metadata': {...}}.",
         ) from None
     return service.array_image(payload.image), payload.metadata
 

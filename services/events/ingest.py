@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
-from services.core.errors import ValidationFailedError
+from services.core.errors import ValidationFailedError, problems_of
 from services.core.models import Deployment
 from services.core.pseudonym import pseudonymise
 from services.core.settings import Settings
@@ -70,10 +70,10 @@ def event_row(
     }
 
 
-def validation_problems(exc: ValidationError) -> list[Problem]:
+def validation_problems(exc: ValidationError, *, noun: str = "event") -> list[Problem]:
     return [
-        Problem(field=".".join(str(p) for p in e["loc"]) or "event", problem=e["msg"])
-        for e in exc.errors(include_url=False)[:10]
+        Problem(field=p["field"], problem=p["problem"])
+        for p in problems_of(exc.errors(include_url=False)[:10], default=noun)
     ]
 
 

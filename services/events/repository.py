@@ -13,7 +13,7 @@ from sqlalchemy import JSON, Connection, Engine, Table, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from services.core.db import insert_ignoring_duplicates
+from services.core.db import advisory_lock, insert_ignoring_duplicates
 from services.core.models import PredictionEvent
 
 
@@ -31,8 +31,7 @@ INGEST_LOCK_KEY = 0x72616477
 def hold_ingest_lock(session: Session) -> None:
     """Take the shared ingest lock until this transaction ends; every event insert does so
     before it draws ids from the sequence. Many ingesting transactions share it at once."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": INGEST_LOCK_KEY})
+    advisory_lock(session, INGEST_LOCK_KEY, shared=True)
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ def committed_watermark_at(session: Session) -> Watermark:
         top = int(session.scalar(select(func.max(PredictionEvent.id))) or 0)
         return Watermark(top, datetime.now(UTC) - SQLITE_GRACE)
     with engine.begin() as conn:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": INGEST_LOCK_KEY})
+        advisory_lock(conn, INGEST_LOCK_KEY)
         top, at = conn.execute(select(func.max(PredictionEvent.id), func.clock_timestamp())).one()
         return Watermark(int(top or 0), at)
 
@@ -125,18 +124,34 @@ def existing_event_ids(session: Session, event_ids: Sequence[str]) -> set[str]:
     return set(session.scalars(stmt))
 
 
+def by_ids(session: Session, ids: Sequence[int]) -> Sequence[PredictionEvent]:
+    return session.scalars(select(PredictionEvent).where(PredictionEvent.id.in_(list(ids)))).all()
+
+
 def by_event_id(session: Session, event_id: str) -> PredictionEvent | None:
     return session.scalars(
         select(PredictionEvent).where(PredictionEvent.event_id == event_id)
     ).first()
 
 
-def count(session: Session, *, model_name: str | None = None, up_to_id: int | None = None) -> int:
+def count(
+    session: Session,
+    *,
+    model_name: str | None = None,
+    model_version: int | None = None,
+    up_to_id: int | None = None,
+    since: datetime | None = None,
+) -> int:
+    """Stored events, optionally of one model (version), up to an id, stored since a time."""
     stmt = select(func.count(PredictionEvent.id))
     if model_name is not None:
         stmt = stmt.where(PredictionEvent.model_name == model_name)
+    if model_version is not None:
+        stmt = stmt.where(PredictionEvent.model_version == model_version)
     if up_to_id is not None:
         stmt = stmt.where(PredictionEvent.id <= up_to_id)
+    if since is not None:
+        stmt = stmt.where(PredictionEvent.created_at >= since)
     return int(session.scalar(stmt) or 0)
 
 

@@ -21,13 +21,15 @@ from services.core.errors import (
     InferenceError,
     InvalidImageError,
     ValidationFailedError,
+    invalid,
+    problems_of,
 )
 from services.core.models import Deployment, PredictionEvent
+from services.core.ports import InferenceServer
 from services.core.settings import Settings
 from services.events import repository
 from services.events.ingest import event_row
 from services.events.schemas import ModelRef, PredictionResponse, StudyMetadata
-from services.serving.client import TritonClient
 
 #: Image sides accepted before resizing, in pixels. The upper bound guards memory; below the
 #: lower bound a radiograph carries too little to classify and is almost surely a client bug.
@@ -49,13 +51,10 @@ def parse_metadata(raw: dict[str, Any]) -> StudyMetadata:
     try:
         return StudyMetadata.model_validate(raw)
     except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
-        ]
-        text = "; ".join(f"metadata.{p['field']}: {p['problem']}" for p in problems[:5])
-        raise ValidationFailedError(
-            f"Invalid metadata: {text}", details={"problems": problems}
-        ) from None
+        problems = problems_of(
+            exc.errors(include_url=False), prefix="metadata.", default="metadata"
+        )
+        raise invalid("Invalid metadata", problems, keep=len(problems)) from None
 
 
 def array_image(rows: list[list[float]]) -> npt.NDArray[Any]:
@@ -79,7 +78,7 @@ def predict(
     session: Session,
     *,
     settings: Settings,
-    triton: TritonClient,
+    triton: InferenceServer,
     deployment: Deployment,
     image: npt.NDArray[Any],
     metadata: StudyMetadata,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from services.api.bodies import read_batch, refuse_if_nothing_stored
-from services.api.deps import SessionDep, StateDep, require_roles
-from services.api.errors import COMMON_RESPONSES, ErrorBody
 from services.core.models import Role
+from services.http.bodies import read_batch, refuse_if_nothing_stored
+from services.http.deps import SessionDep, StateDep, require_roles
+from services.http.errors import COMMON_RESPONSES, ErrorBody
 from services.labels import service
 from services.labels.schemas import LabelIngestResult
 from services.metrics.registry import LABELS_INGESTED

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, exists, func, select
 from sqlalchemy.orm import Session
 
 from services.core.db import insert_ignoring_duplicates
@@ -77,3 +77,17 @@ def labels_for_events(
     latest = _latest(finding, study_pids)
     rows = session.execute(select(latest.c.study_pid, latest.c.label))
     return {pid: bool(label) for pid, label in rows}
+
+
+def count_labelled(session: Session, *, model_name: str, version: int, finding: str) -> int:
+    """Events of this model version with at least one label for ``finding``."""
+    labelled = exists().where(
+        GroundTruthLabel.study_pid == PredictionEvent.study_pid,
+        GroundTruthLabel.finding == finding,
+    )
+    stmt = select(func.count(PredictionEvent.id)).where(
+        PredictionEvent.model_name == model_name,
+        PredictionEvent.model_version == version,
+        labelled,
+    )
+    return int(session.scalar(stmt) or 0)

@@ -3,9 +3,9 @@
 Counters and histograms here live in each process. When the API runs several worker processes
 (``radwatch api --workers N``), ``PROMETHEUS_MULTIPROC_DIR`` is set before they start and
 ``prometheus_client`` writes every process's values to memory-mapped files there, which
-``GET /metrics`` merges (see :func:`services.metrics.endpoints.process_registry`). State that must
+``GET /metrics`` merges (see :func:`services.telemetry.endpoints.process_registry`). State that must
 agree across replicas (monitor statistics, alerts, lifecycle) is not kept in process memory at
-all: :mod:`services.metrics.collector` reads it from the database at scrape time. Names, types and
+all: :mod:`services.telemetry.collector` reads it from the database at scrape time. Names, types and
 labels are listed in :mod:`services.metrics.catalog`.
 """
 

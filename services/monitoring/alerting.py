@@ -1,22 +1,21 @@
-"""Turning a monitor's windows into alerts: the declared policy decides, one unresolved alert per
-(monitor, model, site) at most, outbox rows for webhooks in the same transaction."""
+"""When a monitor's windows call for an alert: the declared policy decides, and the alert is
+opened through the alerts domain (one unresolved alert per (monitor, model, site) at most,
+webhook outbox rows and the audit record in the same transaction)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from monitors.policy import WindowOutcome
+from services.alerts import service as alerts
+from services.audit import actions
 from services.core.models import Alert, MonitorResult
-from services.core.settings import Settings
+from services.core.ports import Enqueuer
 from services.events import repository as events
 from services.monitoring import repository
 from services.monitoring.specs import GLOBAL_SITE, DriftSpec, FairnessSpec, MonitorSpec
-
-log = logging.getLogger(__name__)
 
 
 def drift_evidence(details: dict[str, Any]) -> list[str]:
@@ -63,10 +62,11 @@ def _detail(spec: MonitorSpec, result: MonitorResult, significant: int, consider
 
 
 def open_alert_if_due(
-    session: Session, *, settings: Settings, spec: MonitorSpec, result: MonitorResult
+    session: Session, *, enqueuer: Enqueuer, spec: MonitorSpec, result: MonitorResult
 ) -> Alert | None:
-    """Open an alert when the monitor's policy fires on its recent windows and none is unresolved
-    for this (monitor, model, site)."""
+    """Open an alert when the monitor's policy fires on its recent windows (the policy decision
+    is monitoring's; writing the alert, its webhooks and its audit record is
+    :func:`services.alerts.service.open`'s, which also keeps one unresolved alert per key)."""
     if not result.drift:
         return None
     policy = spec.policy.policy()
@@ -86,55 +86,18 @@ def open_alert_if_due(
     decision = policy.evaluate(history)
     if not decision.fire:
         return None
-    if repository.open_alert(
-        session, monitor=result.monitor, model_name=result.model_name, site=result.site
-    ):
-        return None
-    from services.alerts import service as alerts
-    from services.audit import actions
-    from services.audit import service as audit
-
-    try:
-        with session.begin_nested():
-            alert = repository.add_alert(
-                session,
-                Alert(
-                    monitor=result.monitor,
-                    model_name=result.model_name,
-                    site=result.site,
-                    severity=decision.severity,
-                    detail=_detail(spec, result, decision.significant, decision.considered),
-                    result_id=result.id,
-                    opened_after_predictions=events.count(
-                        session, model_name=result.model_name, up_to_id=result.last_event_id
-                    ),
-                ),
-            )
-            # Webhook outbox rows in the same transaction: they commit or roll back with it.
-            alerts.alert_opened(session, alert, settings=settings)
-            audit.record(
-                session,
-                actor=actions.ACTOR_MONITORING,
-                action=actions.ALERT_OPENED,
-                entity_type=actions.ALERT,
-                entity_id=alert.id,
-                payload={
-                    "monitor": alert.monitor,
-                    "model": alert.model_name,
-                    "site": alert.site,
-                    "severity": alert.severity,
-                    "result_id": result.id,
-                    "window_index": result.window_index,
-                },
-            )
-    except IntegrityError:
-        # Another worker opened it first; the partial unique index kept it to one.
-        return None
-    log.info(
-        "alert opened: monitor=%s model=%s site=%s severity=%s",
-        result.monitor,
-        result.model_name,
-        result.site,
-        decision.severity,
+    return alerts.open(
+        session,
+        enqueuer=enqueuer,
+        monitor=result.monitor,
+        model_name=result.model_name,
+        site=result.site,
+        severity=decision.severity,
+        detail=_detail(spec, result, decision.significant, decision.considered),
+        result_id=result.id,
+        opened_after_predictions=events.count(
+            session, model_name=result.model_name, up_to_id=result.last_event_id
+        ),
+        actor=actions.ACTOR_MONITORING,
+        context={"result_id": result.id, "window_index": result.window_index},
     )
-    return alert

@@ -10,13 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.core.errors import ConflictError, NotFoundError, ValidationFailedError
+from services.core.errors import (
+    ConflictError,
+    NotFoundError,
+    ValidationFailedError,
+    invalid,
+    problems_of,
+)
 from services.core.models import Monitor, MonitorChange, utcnow
 from services.core.settings import Settings
+from services.monitoring import repository
 from services.monitoring.specs import DriftSpec, MonitorSpec, PolicySpec, WindowSpec
 
 _SPEC: TypeAdapter[Any] = TypeAdapter(MonitorSpec)
@@ -29,17 +35,10 @@ def parse_spec(raw: Any) -> MonitorSpec:
     try:
         spec: MonitorSpec = _SPEC.validate_python(raw)
     except ValidationError as exc:
-        problems = [
-            {
-                "field": ".".join(str(p) for p in _without_tag(e["loc"])) or "kind",
-                "problem": e["msg"],
-            }
-            for e in exc.errors(include_url=False)
-        ]
-        text = "; ".join(f"spec.{p['field']}: {p['problem']}" for p in problems[:5])
-        raise ValidationFailedError(
-            f"Invalid monitor spec: {text}", details={"problems": problems}
-        ) from None
+        problems = problems_of(
+            exc.errors(include_url=False), prefix="spec.", default="spec.kind", loc=_without_tag
+        )
+        raise invalid("Invalid monitor spec", problems, keep=len(problems)) from None
     return spec
 
 
@@ -57,7 +56,8 @@ def spec_of(monitor: Monitor) -> MonitorSpec:
 
 
 def _record(session: Session, monitor: Monitor, change: str, actor: str) -> None:
-    session.add(
+    repository.add_change(
+        session,
         MonitorChange(
             monitor_id=monitor.id,
             version=monitor.version,
@@ -65,9 +65,8 @@ def _record(session: Session, monitor: Monitor, change: str, actor: str) -> None
             spec=monitor.spec,
             active=monitor.active,
             changed_by=actor,
-        )
+        ),
     )
-    session.flush()
 
 
 def create(
@@ -84,8 +83,7 @@ def create(
     )
     try:
         with session.begin_nested():
-            session.add(monitor)
-            session.flush()
+            repository.add_monitor(session, monitor)
     except IntegrityError:
         raise ConflictError(
             f"Model '{model_name}' already has a monitor named '{name}'; update it "
@@ -96,10 +94,7 @@ def create(
 
 
 def get(session: Session, monitor_id: int, *, for_update: bool = False) -> Monitor:
-    stmt = select(Monitor).where(Monitor.id == monitor_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    monitor = session.scalars(stmt).first()
+    monitor = repository.get_monitor(session, monitor_id, for_update=for_update)
     if monitor is None:
         raise NotFoundError(f"No monitor with id {monitor_id}; list them with GET /v1/monitors.")
     return monitor
@@ -142,22 +137,12 @@ def update(
 def list_monitors(
     session: Session, *, model_name: str | None = None, active: bool | None = None
 ) -> list[Monitor]:
-    stmt = select(Monitor).order_by(Monitor.model_name, Monitor.id)
-    if model_name is not None:
-        stmt = stmt.where(Monitor.model_name == model_name)
-    if active is not None:
-        stmt = stmt.where(Monitor.active == active)
-    return list(session.scalars(stmt))
+    return repository.list_monitors(session, model_name=model_name, active=active)
 
 
 def history(session: Session, monitor_id: int) -> list[MonitorChange]:
     get(session, monitor_id)
-    stmt = (
-        select(MonitorChange)
-        .where(MonitorChange.monitor_id == monitor_id)
-        .order_by(MonitorChange.version)
-    )
-    return list(session.scalars(stmt))
+    return repository.changes(session, monitor_id)
 
 
 def ensure_default_drift(session: Session, *, model_name: str, settings: Settings) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from services.api.deps import ANY_ROLE, PrincipalDep, SessionDep, require_roles
-from services.api.errors import COMMON_RESPONSES, ErrorBody
 from services.core.models import Role
+from services.http.deps import ANY_ROLE, PrincipalDep, SessionDep, require_roles
+from services.http.errors import COMMON_RESPONSES, ErrorBody
 from services.monitoring import config, repository
 from services.monitoring.config_schemas import (
     MonitorChangeOut,

@@ -1,4 +1,5 @@
-"""Queries over monitor results and alerts."""
+"""Queries of the monitoring tables: declared monitors, their change history, and the windows
+they computed (alerts are the alerts domain's)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.core.models import Alert, AlertState, Monitor, MonitorResult
+from services.core.models import Monitor, MonitorChange, MonitorResult
 
 
 def last_result(
@@ -32,6 +33,32 @@ def recent_results(
         .limit(limit)
     )
     return session.scalars(stmt).all()
+
+
+def get_result(session: Session, result_id: int) -> MonitorResult | None:
+    return session.get(MonitorResult, result_id)
+
+
+def first_significant_event_id(
+    session: Session, *, monitor: str, model_name: str, site: str, windows: tuple[int, int]
+) -> int | None:
+    """First event id of the earliest significant window with index in ``(lo, hi]``."""
+    lo, hi = windows
+    stmt = (
+        select(MonitorResult.first_event_id)
+        .where(
+            MonitorResult.monitor == monitor,
+            MonitorResult.model_name == model_name,
+            MonitorResult.site == site,
+            MonitorResult.drift.is_(True),
+            MonitorResult.window_index > lo,
+            MonitorResult.window_index <= hi,
+        )
+        .order_by(MonitorResult.window_index)
+        .limit(1)
+    )
+    first = session.scalars(stmt).first()
+    return None if first is None else int(first)
 
 
 def add_result(session: Session, result: MonitorResult) -> MonitorResult:
@@ -93,66 +120,47 @@ def results_of(
     return session.scalars(stmt).all()
 
 
-def open_alert(session: Session, *, monitor: str, model_name: str, site: str) -> Alert | None:
-    """The alert that blocks a new one for this key: open *or acknowledged*.
-
-    Acknowledged means someone is working on the problem, so it still counts; only a resolved
-    alert frees the key. The predicate matches the partial unique index
-    ``uq_alerts_one_unresolved``, which enforces the same rule when two workers race.
-    """
-    stmt = select(Alert).where(
-        Alert.monitor == monitor,
-        Alert.model_name == model_name,
-        Alert.site == site,
-        Alert.state != AlertState.RESOLVED,
-    )
-    return session.scalars(stmt).first()
-
-
-def add_alert(session: Session, alert: Alert) -> Alert:
-    session.add(alert)
-    session.flush()
-    return alert
-
-
-def alerts(
-    session: Session,
-    *,
-    model_name: str | None = None,
-    site: str | None = None,
-    state: AlertState | None = None,
-    severity: str | None = None,
-    limit: int = 500,
-) -> Sequence[Alert]:
-    stmt = select(Alert).order_by(Alert.id)
-    if model_name:
-        stmt = stmt.where(Alert.model_name == model_name)
-    if site:
-        stmt = stmt.where(Alert.site == site)
-    if state:
-        stmt = stmt.where(Alert.state == state)
-    if severity:
-        stmt = stmt.where(Alert.severity == severity)
-    return session.scalars(stmt.limit(limit)).all()
-
-
-def open_alert_counts(session: Session) -> dict[tuple[str, str, str], int]:
-    stmt = (
-        select(Alert.model_name, Alert.site, Alert.severity, func.count(Alert.id))
-        .where(Alert.state == AlertState.OPEN)
-        .group_by(Alert.model_name, Alert.site, Alert.severity)
-    )
-    return {(m, s, sev): int(n) for m, s, sev, n in session.execute(stmt)}
-
-
-def alert_counts(session: Session) -> dict[tuple[str, str, str, str], int]:
-    """Alerts by (model, site, severity, state)."""
-    stmt = select(Alert.model_name, Alert.site, Alert.severity, Alert.state, func.count()).group_by(
-        Alert.model_name, Alert.site, Alert.severity, Alert.state
-    )
-    return {(m, s, sev, str(st)): int(n) for m, s, sev, st, n in session.execute(stmt)}
-
-
 def monitor_kinds(session: Session) -> dict[int, str]:
     """Declared monitor id -> kind (drift, performance, estimate, fairness)."""
     return {i: k for i, k in session.execute(select(Monitor.id, Monitor.kind))}
+
+
+# --- declared monitors -------------------------------------------------------------------------
+
+
+def add_monitor(session: Session, monitor: Monitor) -> Monitor:
+    session.add(monitor)
+    session.flush()
+    return monitor
+
+
+def get_monitor(session: Session, monitor_id: int, *, for_update: bool = False) -> Monitor | None:
+    stmt = select(Monitor).where(Monitor.id == monitor_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def list_monitors(
+    session: Session, *, model_name: str | None = None, active: bool | None = None
+) -> list[Monitor]:
+    stmt = select(Monitor).order_by(Monitor.model_name, Monitor.id)
+    if model_name is not None:
+        stmt = stmt.where(Monitor.model_name == model_name)
+    if active is not None:
+        stmt = stmt.where(Monitor.active == active)
+    return list(session.scalars(stmt))
+
+
+def add_change(session: Session, change: MonitorChange) -> None:
+    session.add(change)
+    session.flush()
+
+
+def changes(session: Session, monitor_id: int) -> list[MonitorChange]:
+    stmt = (
+        select(MonitorChange)
+        .where(MonitorChange.monitor_id == monitor_id)
+        .order_by(MonitorChange.version)
+    )
+    return list(session.scalars(stmt))

@@ -26,12 +26,12 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from pipelines.profile import ReferenceProfile
-from services.core.models import Deployment, Monitor, MonitorResult, PredictionEvent
-from services.core.settings import Settings
+from services.core.db import advisory_lock
+from services.core.models import Deployment, Monitor, MonitorResult, PredictionEvent, as_utc
+from services.core.ports import Enqueuer
 from services.events import repository as events
 from services.labels.repository import labels_for_events
 from services.monitoring import config, kinds, repository
@@ -44,6 +44,7 @@ from services.monitoring.specs import (
     MonitorSpec,
     PerformanceSpec,
 )
+from services.serving import repository as deployments
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,6 @@ class Target:
 
 def due_targets(session: Session) -> list[Target]:
     """(monitor, champion deployment, scope key) triples to examine on this tick."""
-    from services.serving import repository as deployments
-
     targets: list[Target] = []
     for monitor in config.list_monitors(session, active=True):
         champion = deployments.active(session, monitor.model_name)
@@ -73,16 +72,8 @@ def due_targets(session: Session) -> list[Target]:
 
 
 def _try_lock(session: Session, monitor_id: int, site: str) -> bool:
-    if session.get_bind().dialect.name != "postgresql":
-        return True  # SQLite: one writer at a time; the unique key still refuses duplicates
-    got = session.scalar(
-        text("SELECT pg_try_advisory_xact_lock(:m, hashtext(:s))"), {"m": monitor_id, "s": site}
-    )
-    return bool(got)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    """One worker computes a (monitor, scope key) at a time; the others skip it this tick."""
+    return advisory_lock(session, f"radwatch.monitor:{monitor_id}:{site}", wait=False)
 
 
 @dataclass(frozen=True)
@@ -105,7 +96,7 @@ def _next_window(
     now: datetime,
     mark: events.Watermark,
 ) -> _Window | None:
-    ready_at = min(now, _aware(mark.at))
+    ready_at = min(now, as_utc(mark.at))
     wait = (
         timedelta(seconds=spec.label_wait_s)
         if isinstance(spec, PerformanceSpec | FairnessSpec)
@@ -129,7 +120,7 @@ def _next_window(
         )
         if len(rows) < size:
             return None
-        if wait is not None and _aware(rows[-1].created_at) + wait > now:
+        if wait is not None and as_utc(rows[-1].created_at) + wait > now:
             return None
         return _Window(index, rows, None, None, rows[0].id, rows[-1].id)
 
@@ -139,13 +130,13 @@ def _next_window(
     # Windows are aligned to multiples of ``seconds`` since the Unix epoch. Stretches without
     # events are skipped rather than stored as empty windows: the next window is the aligned
     # one that holds the next stored event.
-    after = _aware(last.window_end) if last is not None and last.window_end is not None else None
+    after = as_utc(last.window_end) if last is not None and last.window_end is not None else None
     first = events.first_stored_at(
         session, model_name=monitor.model_name, site=scope, at_or_after=after
     )
     if first is None:
         return None
-    aligned = math.floor(_aware(first).timestamp() / seconds) * seconds
+    aligned = math.floor(as_utc(first).timestamp() / seconds) * seconds
     start = datetime.fromtimestamp(aligned, tz=UTC)
     if after is not None and start < after:
         start = after
@@ -219,7 +210,7 @@ def _baseline(
 def compute_next_window(
     session: Session,
     *,
-    settings: Settings,
+    enqueuer: Enqueuer,
     monitor: Monitor,
     deployment: Deployment,
     profile: ReferenceProfile,
@@ -276,5 +267,5 @@ def compute_next_window(
             details=details,
         ),
     )
-    open_alert_if_due(session, settings=settings, spec=spec, result=result)
+    open_alert_if_due(session, enqueuer=enqueuer, spec=spec, result=result)
     return result

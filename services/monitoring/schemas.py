@@ -6,33 +6,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from services.core.models import AlertState
-
-
-class AlertOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
-
-    id: int
-    monitor: str
-    model_name: str
-    site: str
-    state: AlertState
-    severity: str
-    detail: str
-    opened_after_predictions: int
-    opened_at: datetime
-    #: Lifecycle (``POST /v1/alerts/{id}/acknowledge`` and ``/resolve``): who, by API key name
-    #: and id, when, and the note they left. ``None`` until that step happens; an alert resolved
-    #: straight from open has no acknowledgement.
-    acknowledged_at: datetime | None = None
-    acknowledged_by: str | None = None
-    acknowledged_by_key_id: int | None = None
-    acknowledged_note: str | None = None
-    resolved_at: datetime | None = None
-    resolved_by: str | None = None
-    resolved_by_key_id: int | None = None
-    resolved_note: str | None = None
-
 
 class MonitorResultOut(BaseModel):
     model_config = ConfigDict(from_attributes=True, protected_namespaces=())

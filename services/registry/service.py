@@ -12,7 +12,7 @@ from pipelines.contract import FINDINGS
 from pipelines.train import TrainConfig, TrainResult, train
 from services.audit import actions
 from services.audit import service as audit
-from services.registry.mlflow_registry import MlflowRegistry
+from services.core.ports import ModelRegistry
 
 CHAMPION = "champion"
 
@@ -57,7 +57,7 @@ monitors before any clinical use.
 
 
 def train_and_register(
-    registry: MlflowRegistry,
+    registry: ModelRegistry,
     *,
     model_name: str,
     config: TrainConfig,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
@@ -37,6 +36,7 @@ from services.core.errors import (
     ModelNotLoadedError,
     ServingUnavailableError,
 )
+from services.core.ports import InferenceOutput
 
 #: Errors that mean the server could not be talked to at all (refused, reset, timed out).
 _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError)
@@ -57,21 +57,6 @@ _NOT_LOADED_MARKERS = (
     "failed to poll from model repository",
     "no version is available",
 )
-
-
-@dataclass(frozen=True)
-class InferenceOutput:
-    """One batch's outputs, rows in the order of the input batch.
-
-    ``probs`` is float32 ``[B, len(FINDINGS)]`` sigmoid probabilities in ``FINDINGS`` order;
-    ``embeddings`` is float32 ``[B, EMBEDDING_DIM]``. ``model_version`` is the version Triton
-    actually ran (it picks one when the request names none).
-    """
-
-    probs: npt.NDArray[np.float32]
-    embeddings: npt.NDArray[np.float32]
-    model_name: str
-    model_version: int
 
 
 def _version_label(name: str, version: int | None) -> str:

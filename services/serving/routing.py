@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from services.core.models import Deployment, ModelRouting
+from services.core.models import Deployment, ModelRouting, RoutingMode
 from services.serving import repository
 from services.serving.service import champion as champion_deployment
-
-CHAMPION, SHADOW, CANARY = "champion", "shadow", "canary"
 
 
 @dataclass(frozen=True)
@@ -27,7 +25,7 @@ class Route:
     answer: Deployment
     shadow: Deployment | None
     champion: Deployment
-    arm: str
+    arm: RoutingMode
 
 
 def canary_bucket(key: str) -> float:
@@ -36,19 +34,19 @@ def canary_bucket(key: str) -> float:
 
 
 def get_routing(session: Session, model_name: str) -> ModelRouting | None:
-    return session.get(ModelRouting, model_name)
+    return repository.routing(session, model_name)
 
 
 def route(session: Session, model_name: str, study_key: str) -> Route:
     champ = champion_deployment(session, model_name)
     routing = get_routing(session, model_name)
-    if routing is None or routing.mode == CHAMPION or routing.candidate_version is None:
-        return Route(answer=champ, shadow=None, champion=champ, arm=CHAMPION)
+    if routing is None or routing.mode == RoutingMode.CHAMPION or routing.candidate_version is None:
+        return Route(answer=champ, shadow=None, champion=champ, arm=RoutingMode.CHAMPION)
     candidate = repository.by_version(session, model_name, routing.candidate_version)
     if candidate is None:  # routing names a version that has no deployment row: serve champion
-        return Route(answer=champ, shadow=None, champion=champ, arm=CHAMPION)
-    if routing.mode == SHADOW:
-        return Route(answer=champ, shadow=candidate, champion=champ, arm=SHADOW)
-    if routing.mode == CANARY and canary_bucket(study_key) < routing.canary_share:
-        return Route(answer=candidate, shadow=None, champion=champ, arm=CANARY)
-    return Route(answer=champ, shadow=None, champion=champ, arm=CHAMPION)
+        return Route(answer=champ, shadow=None, champion=champ, arm=RoutingMode.CHAMPION)
+    if routing.mode == RoutingMode.SHADOW:
+        return Route(answer=champ, shadow=candidate, champion=champ, arm=RoutingMode.SHADOW)
+    if routing.mode == RoutingMode.CANARY and canary_bucket(study_key) < routing.canary_share:
+        return Route(answer=candidate, shadow=None, champion=champ, arm=RoutingMode.CANARY)
+    return Route(answer=champ, shadow=None, champion=champ, arm=RoutingMode.CHAMPION)

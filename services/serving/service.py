@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy.orm import Session
 
+from pipelines.contract import IMAGE_SIZE
 from pipelines.export_triton import export_model
 from services.audit import actions
 from services.audit import service as audit
 from services.core.errors import ModelNotLoadedError, UnknownModelError
-from services.core.models import Deployment
-from services.core.settings import Settings
-from services.registry.mlflow_registry import MlflowRegistry
+from services.core.models import Deployment, DeploymentRole
+from services.core.ports import InferenceServer, ModelRegistry
 from services.serving import repository
-from services.serving.client import TritonClient
 
 
 def champion(session: Session, model_name: str) -> Deployment:
@@ -51,7 +51,7 @@ def deploy_champion(
     deployment = repository.by_version(session, model_name, model_version)
     if deployment is not None:
         deployment.active = True
-        deployment.role = "champion"
+        deployment.role = DeploymentRole.CHAMPION
         deployment.triton_model = triton_model
         deployment.operating_threshold = operating_threshold
         if embedding_dim is not None:
@@ -64,7 +64,7 @@ def deploy_champion(
                 model_version=model_version,
                 mlflow_run_id=mlflow_run_id,
                 triton_model=triton_model,
-                role="champion",
+                role=DeploymentRole.CHAMPION,
                 active=True,
                 operating_threshold=operating_threshold,
                 embedding_dim=embedding_dim,
@@ -94,27 +94,42 @@ def list_deployments(session: Session) -> list[Deployment]:
     return repository.list_all(session)
 
 
-def deploy_version(
-    session: Session,
-    *,
-    registry: MlflowRegistry,
-    triton: TritonClient,
+def make_ready(
+    triton: InferenceServer,
+    registry: ModelRegistry,
     repository_dir: Path,
     model_name: str,
     version: int,
-    operating_threshold: float = 0.5,
-    settings: Settings | None = None,
-    actor: str = actions.ACTOR_SYSTEM,
-) -> Deployment:
-    """Export a registered version to the Triton repository, load it, and make it champion.
+    *,
+    warm: bool = True,
+) -> None:
+    """Make Triton serve ``version``: export it from the registry if its folder is missing,
+    load, check it is ready, and (``warm``) run one inference, because the first call of a
+    freshly loaded version pays for lazy initialisation, which should not land on a clinical
+    request. A version that is ready already is left alone."""
+    if triton.is_model_ready(model_name, version):
+        return
+    if not (repository_dir / model_name / str(version)).exists():
+        export_model(registry.load_model(model_name, version), repository_dir, model_name, version)
+    triton.load_model(model_name)
+    if not triton.is_model_ready(model_name, version):
+        raise ModelNotLoadedError(
+            f"Triton did not make {model_name} version {version} ready; nothing was switched."
+        )
+    if warm:
+        triton.infer(model_name, version, np.zeros((1, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32))
 
-    With ``settings``, a model deployed for the first time also gets the default acquisition
-    drift monitor (window, alpha and persistence from the settings) unless it has monitors.
 
-    Triton loads the model before the deployment row changes, so a failed load leaves the
-    previous champion serving and recorded.
-    """
-    info = registry.get_version(model_name, version)
+def export_and_load(
+    triton: InferenceServer,
+    registry: ModelRegistry,
+    repository_dir: Path,
+    model_name: str,
+    version: int,
+) -> int:
+    """Export a registered version to the Triton repository (idempotent for identical weights)
+    and load it; returns the model's embedding width. Raises before anything is recorded when
+    Triton does not make the version ready."""
     model = registry.load_model(model_name, version)
     export_model(model, repository_dir, model_name, version)
     triton.load_model(model_name)
@@ -123,18 +138,4 @@ def deploy_version(
             f"Triton loaded '{model_name}' but version {version} is not ready; check the "
             "server log and the config's version_policy."
         )
-    deployment = deploy_champion(
-        session,
-        model_name=model_name,
-        model_version=version,
-        mlflow_run_id=info.run_id,
-        triton_model=model_name,
-        operating_threshold=operating_threshold,
-        embedding_dim=model.embedding_dim,
-        actor=actor,
-    )
-    if settings is not None:
-        from services.monitoring.config import ensure_default_drift
-
-        ensure_default_drift(session, model_name=model_name, settings=settings)
-    return deployment
+    return int(model.embedding_dim)

@@ -15,15 +15,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines.contract import FINDINGS
 from pipelines.preprocess import to_model_input
 from services.core.db import session_scope
 from services.core.models import Deployment, ShadowPrediction
+from services.core.ports import InferenceServer
 from services.metrics.registry import SHADOW_PREDICTIONS
-from services.serving.client import TritonClient
+from services.serving import repository
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def admit(model_name: str, limit: int) -> bool:
 
 def mirror(  # called only after admit() returned True
     sessions: sessionmaker[Session],
-    triton: TritonClient,
+    triton: InferenceServer,
     *,
     candidate: Deployment,
     champion_version: int,
@@ -80,7 +80,8 @@ def mirror(  # called only after admit() returned True
             raise ValueError("non-finite candidate scores")
         latency_ms = (time.perf_counter() - start) * 1000.0
         with session_scope(sessions) as session:
-            session.add(
+            repository.add_shadow(
+                session,
                 ShadowPrediction(
                     event_id=event_id,
                     model_name=candidate.model_name,
@@ -89,7 +90,7 @@ def mirror(  # called only after admit() returned True
                     scores={f: float(p) for f, p in zip(FINDINGS, probs, strict=True)},
                     champion_scores=dict(champion_scores),
                     latency_ms=latency_ms,
-                )
+                ),
             )
         SHADOW_PREDICTIONS.labels(candidate.model_name, "stored").inc()
     except Exception as exc:  # never reaches the request; counted and logged without PHI
@@ -105,12 +106,7 @@ def mirror(  # called only after admit() returned True
 
 
 def count(session: Session, model_name: str, candidate_version: int, *, since_id: int = 0) -> int:
-    stmt = select(func.count()).where(
-        ShadowPrediction.model_name == model_name,
-        ShadowPrediction.candidate_version == candidate_version,
-        ShadowPrediction.id > since_id,
-    )
-    return int(session.scalar(stmt) or 0)
+    return repository.shadow_count(session, model_name, candidate_version, since_id=since_id)
 
 
 def compare(
@@ -124,15 +120,7 @@ def compare(
     """Agreement of the candidate with the champion on the mirrored studies, per finding:
     mean absolute score difference and the share of studies with the same decision at the
     operating threshold."""
-    rows = session.scalars(
-        select(ShadowPrediction)
-        .where(
-            ShadowPrediction.model_name == model_name,
-            ShadowPrediction.candidate_version == candidate_version,
-        )
-        .order_by(ShadowPrediction.id.desc())
-        .limit(limit)
-    ).all()
+    rows = repository.shadow_rows(session, model_name, candidate_version, limit=limit)
     out: dict[str, Any] = {"n": len(rows), "findings": {}}
     if not rows:
         return out

@@ -1,7 +1,7 @@
 """``/ui``: the clinical safety officer's pages, rendered on the server (no JavaScript needed).
 
 Thin: each route reads the session and the form, calls :mod:`services.ui.service` or
-:mod:`services.lifecycle.approvals`, and renders a template. Domain errors are shown on the page
+:mod:`services.approvals.service`, and renders a template. Domain errors are shown on the page
 they came from (the form re-rendered with the message and a 4xx status), never as JSON or a
 stack trace. The request's database session commits at the edge (``SessionDep``); a refused
 decision is rolled back before the page is drawn, so it writes nothing.
@@ -23,7 +23,8 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.exc import IntegrityError
 
-from services.api.deps import SessionDep, StateDep
+from services.approvals import rules
+from services.approvals import service as approvals
 from services.core.errors import (
     ConflictError,
     ForbiddenError,
@@ -32,9 +33,11 @@ from services.core.errors import (
     UnauthenticatedError,
     ValidationFailedError,
 )
+from services.core.models import ApprovalState
 from services.core.settings import Settings
-from services.lifecycle import approvals
+from services.http.deps import SessionDep, StateDep
 from services.ui import cookies, service
+from services.ui import history as history_page
 from services.ui.service import Viewer
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -269,7 +272,7 @@ def logout(request: Request, page: PageDep, csrf: FormText = "") -> Response:
 
 @router.get("/approvals", response_class=HTMLResponse)
 def approval_list(
-    request: Request, page: PageDep, session: SessionDep, state: str = approvals.PENDING
+    request: Request, page: PageDep, session: SessionDep, state: str = ApprovalState.PENDING
 ) -> Response:
     if page.viewer is None:
         return _to_login(request, page)
@@ -336,16 +339,6 @@ def dossier_json(request: Request, request_id: int, page: PageDep, session: Sess
     return _finish(request, page, response)
 
 
-def _error_field(exc: RadwatchError) -> str:
-    if isinstance(exc, UnauthenticatedError):
-        return "password"
-    if isinstance(exc, ValidationFailedError) and "reason" in exc.message:
-        return "reason"
-    if isinstance(exc, ValidationFailedError) and "override" in exc.message:
-        return "override"
-    return ""
-
-
 @router.post("/approvals/{request_id}/decision", response_class=HTMLResponse)
 def decide(
     request: Request,
@@ -370,7 +363,15 @@ def decide(
     error: RadwatchError | None = None
     field = ""
     try:
-        request_row = approvals.get(session, request_id)
+        refused = service.refusals(
+            session,
+            request_id=request_id,
+            viewer=viewer,
+            now=_now(),
+            decision="approve" if decision == "approve" else "reject",
+            override=wants_override,
+            reason=reason,
+        )
     except NotFoundError as exc:
         return _error(request, page, exc)
     if decision not in ("approve", "reject"):
@@ -378,13 +379,10 @@ def decide(
     elif len(reason) > MAX_REASON:
         error = ValidationFailedError(f"The reason is longer than {MAX_REASON} characters.")
         field = "reason"
-    elif decision == "approve" and not request_row.criteria_passed and not wants_override:
-        error = ConflictError(
-            "This candidate failed its acceptance criteria. To approve it anyway, tick the "
-            "override box: an override needs a second clinical safety officer's approval and "
-            "is recorded as an override. Nothing was signed."
-        )
-        field = "override"
+    elif refused:
+        # The first refusal of the sign-off rules: what approvals.decide would raise, word for
+        # word (the page asks the same function before it asks for the password).
+        error, field = refused[0].exception(), refused[0].field
     elif not password:
         error = ValidationFailedError(
             "Enter your password to sign: every decision is an electronic signature and "
@@ -397,7 +395,7 @@ def decide(
                 session,
                 page.settings,
                 request_id=request_id,
-                signer=approvals.Signer(name=viewer.name, role=viewer.role),
+                signer=rules.Signer(name=viewer.name, role=viewer.role),
                 decision="approve" if decision == "approve" else "reject",
                 reason=reason,
                 password=password,
@@ -408,11 +406,11 @@ def decide(
             error = UnauthenticatedError(
                 "That password is not right. Nothing was signed; enter your password again."
             )
+            field = "password"
         except RadwatchError as exc:
             error = exc
         except IntegrityError:
             error = ConflictError(f"'{viewer.name}' has already signed request {request_id}.")
-        field = _error_field(error) if error else ""
     if error is None:
         return _redirect(
             request, page, f"{page.base}/approvals/{request_id}?signed={decision}#decisions"
@@ -429,11 +427,11 @@ def decide(
 def history(request: Request, page: PageDep, session: SessionDep, model: str = "") -> Response:
     if page.viewer is None:
         return _to_login(request, page)
-    entries = service.history(session, model_name=model or None)
+    entries = history_page.history(session, model_name=model or None)
     context = {
         "nav": "history",
         "entries": entries,
         "model": model,
-        "models": service.history_models(session),
+        "models": history_page.history_models(session),
     }
     return _render(request, page, "history.html.j2", context)

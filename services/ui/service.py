@@ -1,14 +1,13 @@
 """What the sign-off pages show and who may do what on them.
 
-Policy (the rules themselves are enforced by :mod:`services.lifecycle.approvals`; this module
+Policy (the rules themselves are enforced by :mod:`services.approvals.service`; this module
 decides what to offer, so nobody is shown a form that would only be refused):
 
 - Anyone with a user account signs in: ``clinical_safety_officer``, ``auditor`` and
   ``mlops_engineer``. All three read the approvals list, dossiers and history: engineers need to
   see why a candidate was rejected, auditors review the record.
-- Only a ``clinical_safety_officer`` is offered the decision form, and only on a pending,
-  unexpired request that they did not trigger or train (four eyes) and have not signed yet.
-  Anyone else sees why not, in words.
+- The decision form is offered only when :func:`services.approvals.rules.refusals` refuses
+  nothing; otherwise the page lists every refusal, in the rules' own words.
 
 Services never commit; the request dependency does.
 """
@@ -22,13 +21,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from services.approvals import repository as approval_rows_of
+from services.approvals import rules
+from services.approvals import service as approvals
 from services.audit import actions
 from services.audit.service import record
 from services.auth import users
 from services.core.errors import NotFoundError, UnauthenticatedError
-from services.core.models import ApprovalDecision, ApprovalRequest, Promotion, Role
-from services.lifecycle import approvals
-from services.ui import repository
+from services.core.models import ApprovalDecision, ApprovalRequest, ApprovalState, Role
+from services.retraining import repository as retraining
 from services.ui.cookies import WebSession
 from services.ui.render import (
     Node,
@@ -42,16 +43,9 @@ from services.ui.render import (
     plot,
     to_node,
     until,
-    utc,
 )
 
-STATES = (
-    approvals.PENDING,
-    approvals.APPROVED,
-    approvals.REJECTED,
-    approvals.WITHDRAWN,
-    approvals.EXPIRED,
-)
+STATES = tuple(ApprovalState)
 ROLE_LABELS = {
     Role.CLINICAL_SAFETY_OFFICER: "clinical safety officer",
     Role.MLOPS_ENGINEER: "MLOps engineer",
@@ -67,7 +61,6 @@ SECTION_ORDER = (
     "sites",
     "drift_evidence",
 )
-HISTORY_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -145,16 +138,8 @@ class RequestRow:
     decided_at: str
 
 
-def needed(request: ApprovalRequest) -> int:
-    """Approvals this request needs to be approved: a candidate that failed its criteria can
-    only be approved as an override, which always needs two people."""
-    if not request.criteria_passed:
-        return max(2, request.required_approvals)
-    return approvals.approvals_needed(request)
-
-
 def _row(request: ApprovalRequest, n_approvals: int, now: datetime) -> RequestRow:
-    pending = request.state == approvals.PENDING
+    pending = request.state == ApprovalState.PENDING
     return RequestRow(
         id=request.id,
         model_name=request.model_name,
@@ -163,7 +148,7 @@ def _row(request: ApprovalRequest, n_approvals: int, now: datetime) -> RequestRo
         criteria_passed=request.criteria_passed,
         override=request.override,
         approvals=n_approvals,
-        needed=needed(request),
+        needed=rules.approvals_needed(request),
         requested_by=request.requested_by,
         created_at=fmt_time(request.created_at),
         created_iso=iso(request.created_at),
@@ -177,8 +162,13 @@ def _row(request: ApprovalRequest, n_approvals: int, now: datetime) -> RequestRo
 
 def approval_rows(session: Session, *, state: str | None, now: datetime) -> list[RequestRow]:
     requests = approvals.list_requests(session, state=state)
-    counts = repository.approval_counts(session, [r.id for r in requests])
-    return [_row(r, counts.get(r.id, 0), now) for r in requests]
+    signed = approval_rows_of.decisions_by_request(session, [r.id for r in requests])
+    return [_row(r, _approvals(signed[r.id]), now) for r in requests]
+
+
+def _approvals(signed: Sequence[ApprovalDecision]) -> int:
+    """Approvals signed so far (a rejection ends a request, so it is not counted)."""
+    return sum(1 for d in signed if d.decision == "approve")
 
 
 # --- the dossier page --------------------------------------------------------------------------
@@ -297,51 +287,50 @@ def blockers(
     signed: Sequence[ApprovalDecision],
     now: datetime,
 ) -> list[str]:
-    """Why ``viewer`` may not decide on ``request`` now; the same rules ``approvals.decide``
-    enforces, checked first so that the page can say so instead of offering a doomed form."""
-    # A closed request needs no other explanation.
-    if request.state != approvals.PENDING:
-        return [f"This request is {request.state}; it can no longer be decided."]
-    if utc(request.expires_at) <= utc(now):
-        return [
-            f"This request expired at {fmt_time(request.expires_at)}; it can no longer be decided."
-        ]
-    reasons = []
-    who = f"{request.model_name} version {request.candidate_version}"
-    if viewer.name in (request.conflicted or {}).get("names", []):
-        reasons.append(
-            f"Four-eyes rule: you ({viewer.name}) triggered or trained {who}, so you may not "
-            "decide on it. Another clinical safety officer must review it."
-        )
-    if viewer.role.value != request.approver_role:
-        reasons.append(
-            f"You are signed in as {viewer.role_label}: this page is read-only for you. Only a "
-            "clinical safety officer may sign decisions."
-        )
-    mine = [d for d in signed if d.approver == viewer.name]
-    if mine:
-        reasons.append(
-            f"You already signed this request ({mine[0].decision}, "
-            f"{fmt_time(mine[0].signed_at)}). Any further approval must come from another "
-            "clinical safety officer."
-        )
-    return reasons
+    """Why ``viewer`` may not decide on ``request`` now: every refusal of the sign-off rules
+    that does not depend on what would be signed, in the rules' own words."""
+    signer = rules.Signer(name=viewer.name, role=viewer.role)
+    return [r.message for r in rules.refusals(signer, request, signed, now)]
+
+
+def refusals(
+    session: Session,
+    *,
+    request_id: int,
+    viewer: Viewer,
+    now: datetime,
+    decision: rules.Decision,
+    override: bool,
+    reason: str,
+) -> list[rules.Refusal]:
+    """What the sign-off rules refuse if ``viewer`` signs this decision now (404 for an unknown
+    request)."""
+    request = approvals.get(session, request_id)
+    return rules.refusals(
+        rules.Signer(name=viewer.name, role=viewer.role),
+        request,
+        approvals.decisions(session, request.id),
+        now,
+        decision=decision,
+        override=override and decision == "approve",
+        reason=reason,
+    )
 
 
 def dossier_page(
     session: Session, *, request_id: int, viewer: Viewer, now: datetime
 ) -> DossierPage:
     request = approvals.get(session, request_id)
-    dossier = repository.dossier(session, request.dossier_id)
+    dossier = retraining.dossier(session, request.dossier_id)
     if dossier is None:
         raise NotFoundError(f"The dossier of approval request {request_id} is missing.")
     document: Mapping[str, Any] = dossier.document if isinstance(dossier.document, dict) else {}
     signed = approvals.decisions(session, request.id)
     criteria = _criteria(document)
-    n_approvals = sum(1 for d in signed if d.decision == "approve")
+    n_approvals = _approvals(signed)
     return DossierPage(
         request=_row(request, n_approvals, now),
-        conflicted=sorted((request.conflicted or {}).get("names", [])),
+        conflicted=rules.conflicted(request),
         champion_version=dossier.champion_version
         if dossier.champion_version is not None
         else _int_or_none(document.get("champion_version")),
@@ -373,116 +362,7 @@ def dossier_page(
 
 def dossier_document(session: Session, request_id: int) -> dict[str, Any]:
     request = approvals.get(session, request_id)
-    dossier = repository.dossier(session, request.dossier_id)
+    dossier = retraining.dossier(session, request.dossier_id)
     if dossier is None:
         raise NotFoundError(f"The dossier of approval request {request_id} is missing.")
     return dict(dossier.document)
-
-
-# --- history -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    at: datetime
-    when: str
-    kind: str
-    actor: str
-    model: str
-    summary: str
-    outcome: str
-    reason: str = ""
-    request_id: int | None = None
-    signature: str = ""
-    #: Breaks ties between entries at the same instant: a request closes after its last
-    #: decision, which comes after the request was opened.
-    order: int = 0
-
-
-def _decision_entry(d: ApprovalDecision, r: ApprovalRequest) -> HistoryEntry:
-    verb = "Approved" if d.decision == "approve" else "Rejected"
-    return HistoryEntry(
-        at=utc(d.signed_at),
-        when=fmt_time(d.signed_at),
-        kind="Signed decision",
-        actor=d.approver,
-        model=f"{r.model_name} v{r.candidate_version}",
-        summary=f"{verb}{' as an override' if d.override else ''} (re-authenticated by {d.reauth})",
-        outcome="approved" if d.decision == "approve" else "rejected",
-        reason=d.reason,
-        request_id=r.id,
-        signature=d.signature,
-        order=1,
-    )
-
-
-def _request_entries(r: ApprovalRequest) -> list[HistoryEntry]:
-    model = f"{r.model_name} v{r.candidate_version}"
-    criteria = "criteria passed" if r.criteria_passed else "criteria FAILED"
-    out = [
-        HistoryEntry(
-            at=utc(r.created_at),
-            when=fmt_time(r.created_at),
-            kind="Sign-off requested",
-            actor=r.requested_by,
-            model=model,
-            summary=f"Request #{r.id} opened ({criteria})",
-            outcome="opened",
-            request_id=r.id,
-        )
-    ]
-    if r.decided_at is not None and r.state != approvals.PENDING:
-        out.append(
-            HistoryEntry(
-                at=utc(r.decided_at),
-                when=fmt_time(r.decided_at),
-                kind="Request closed",
-                actor="system" if r.state == approvals.EXPIRED else "",
-                model=model,
-                summary=f"Request #{r.id} {r.state}{' (override)' if r.override else ''}",
-                outcome=r.state,
-                request_id=r.id,
-                order=2,
-            )
-        )
-    return out
-
-
-def _promotion_entry(p: Promotion) -> HistoryEntry:
-    kind = "Rollback" if p.kind == "rollback" else humanize(p.kind or "promotion")
-    versions = f"v{p.from_version} → v{p.to_version}" if p.from_version else f"v{p.to_version}"
-    approval = f", sign-off #{p.approval_request_id}" if p.approval_request_id else ""
-    summary = f"{versions}, stage {p.stage}{approval}"
-    if p.error:
-        summary += f"; error: {p.error}"
-    return HistoryEntry(
-        at=utc(p.started_at),
-        when=fmt_time(p.started_at),
-        kind=kind,
-        actor=p.started_by,
-        model=p.model_name,
-        summary=summary,
-        outcome=p.state,
-        reason=p.reason,
-        request_id=p.approval_request_id,
-    )
-
-
-def history(session: Session, *, model_name: str | None) -> list[HistoryEntry]:
-    """Decisions, request openings and closings, promotions and rollbacks, newest first."""
-    entries = [
-        _decision_entry(d, r)
-        for d, r in repository.recent_decisions(session, model_name=model_name, limit=HISTORY_LIMIT)
-    ]
-    for r in repository.recent_requests(session, model_name=model_name, limit=HISTORY_LIMIT):
-        entries.extend(_request_entries(r))
-    entries.extend(
-        _promotion_entry(p)
-        for p in repository.recent_promotions(session, model_name=model_name, limit=HISTORY_LIMIT)
-    )
-    entries.sort(key=lambda e: (e.at, e.order), reverse=True)
-    return entries[:HISTORY_LIMIT]
-
-
-def history_models(session: Session) -> list[str]:
-    return repository.model_names(session)

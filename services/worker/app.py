@@ -15,9 +15,10 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
+from services.core import runtime
 from services.core.settings import Settings, get_settings
 from services.metrics import celery as celery_metrics
-from services.worker.context import reset_context
+from services.wiring import build_runtime
 
 QUEUE_MONITORING = "monitoring"
 
@@ -29,8 +30,8 @@ def create_celery(settings: Settings) -> Celery:
         include=[
             "services.monitoring.tasks",
             "services.alerts.tasks",
-            "services.lifecycle.tasks",
-            "services.lifecycle.retraining_tasks",
+            "services.promotion.tasks",
+            "services.retraining.tasks",
         ],
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -93,8 +94,11 @@ def create_celery(settings: Settings) -> Celery:
 
 
 celery_app = create_celery(get_settings())
+# Tasks reach this process's runtime (database, Triton, MLflow, broker) through
+# services.core.runtime.current(); it is built on first use, after the fork.
+runtime.install(build_runtime)
 
 
 @worker_process_init.connect
 def _fresh_clients_after_fork(**_: Any) -> None:
-    reset_context()
+    runtime.reset()

@@ -1,0 +1,93 @@
+"""Change protocols: versioned per model, never edited (a change is a new version)."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from services.audit import actions
+from services.audit.service import record
+from services.change_protocols.document import ChangeProtocolDocument
+from services.core.errors import NotFoundError, invalid, problems_of
+from services.core.models import ChangeProtocol
+
+
+def parse(raw: object) -> ChangeProtocolDocument:
+    """Validate a protocol document; a 422 that names every bad field."""
+    try:
+        return ChangeProtocolDocument.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid(
+            "Invalid change protocol", problems_of(exc.errors(include_url=False)), hint="."
+        ) from None
+
+
+def latest(session: Session, model_name: str) -> ChangeProtocol | None:
+    stmt = (
+        select(ChangeProtocol)
+        .where(ChangeProtocol.model_name == model_name)
+        .order_by(ChangeProtocol.version.desc())
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
+def get(session: Session, model_name: str, version: int) -> ChangeProtocol:
+    row = session.scalars(
+        select(ChangeProtocol).where(
+            ChangeProtocol.model_name == model_name, ChangeProtocol.version == version
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(
+            f"Model '{model_name}' has no change protocol version {version}; list them with "
+            f"GET /v1/models/{model_name}/protocol/history."
+        )
+    return row
+
+
+def history(session: Session, model_name: str) -> list[ChangeProtocol]:
+    stmt = (
+        select(ChangeProtocol)
+        .where(ChangeProtocol.model_name == model_name)
+        .order_by(ChangeProtocol.version)
+    )
+    return list(session.scalars(stmt))
+
+
+def create_version(
+    session: Session, model_name: str, document: ChangeProtocolDocument, *, actor: str
+) -> ChangeProtocol:
+    """Store ``document`` as the model's next protocol version and audit it."""
+    current = session.scalar(
+        select(func.max(ChangeProtocol.version)).where(ChangeProtocol.model_name == model_name)
+    )
+    row = ChangeProtocol(
+        model_name=model_name,
+        version=int(current or 0) + 1,
+        document=document.model_dump(mode="json"),
+        created_by=actor,
+    )
+    session.add(row)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action=actions.PROTOCOL_CREATED,
+        entity_type=actions.CHANGE_PROTOCOL,
+        entity_id=f"{model_name}:{row.version}",
+        payload={"document": row.document},
+    )
+    return row
+
+
+def current(
+    session: Session, model_name: str, *, actor: str
+) -> tuple[ChangeProtocol, ChangeProtocolDocument]:
+    """The model's latest protocol, creating version 1 from the documented defaults when the
+    model has none yet (so every candidate is judged against a stored, audited protocol)."""
+    row = latest(session, model_name)
+    if row is None:
+        row = create_version(session, model_name, ChangeProtocolDocument(), actor=actor)
+    return row, ChangeProtocolDocument.model_validate(row.document)
