@@ -35,8 +35,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from pipelines.errors import InvalidDicomError
 from pipelines.synth import Study
-from services.core.errors import InvalidDicomError
 
 #: Digital X-Ray Image Storage - For Presentation.
 DX_PRESENTATION_SOP_CLASS = UID("1.2.840.10008.5.1.4.1.1.1.1")

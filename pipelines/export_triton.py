@@ -34,8 +34,8 @@ from pipelines.contract import (
     TRITON_OUTPUT_EMBEDDING,
     TRITON_OUTPUT_PROBS,
 )
+from pipelines.errors import ExportConflictError, InvalidExportError
 from pipelines.model import RadiographNet, export_torchscript
-from services.core.errors import ConflictError, ValidationFailedError
 
 CONFIG_FILE = "config.pbtxt"
 MODEL_FILE = "model.py"
@@ -61,7 +61,7 @@ def render_config(
     """The ``config.pbtxt`` text (protobuf text format) for the model, shared by all versions."""
     _check_name(model_name)
     if torch_threads < 1 or instance_count < 1 or max_queue_delay_us < 0:
-        raise ValidationFailedError(
+        raise InvalidExportError(
             "torch_threads and instance_count must be >= 1 and max_queue_delay_us >= 0; got "
             f"{torch_threads}, {instance_count}, {max_queue_delay_us}"
         )
@@ -84,7 +84,7 @@ parameters: {{ key: "TORCH_NUM_THREADS" value: {{ string_value: "{torch_threads}
 
 def _check_name(model_name: str) -> None:
     if not _NAME_RE.match(model_name):
-        raise ValidationFailedError(
+        raise InvalidExportError(
             f"Triton model name {model_name!r} is not allowed: use 1-128 letters, digits, '_', "
             "'.' or '-', starting with a letter or digit."
         )
@@ -93,7 +93,7 @@ def _check_name(model_name: str) -> None:
 def _check_model(model: RadiographNet) -> None:
     cfg = model.config
     if cfg.n_findings != len(FINDINGS) or cfg.embedding_dim != EMBEDDING_DIM:
-        raise ValidationFailedError(
+        raise InvalidExportError(
             f"The model has {cfg.n_findings} findings and a {cfg.embedding_dim}-wide embedding; "
             f"the serving contract needs {len(FINDINGS)} and {EMBEDDING_DIM} "
             "(pipelines/contract.py). Train it with the contract's defaults."
@@ -135,12 +135,12 @@ def export_model(
 
     Other versions already in the folder are kept. ``config.pbtxt`` is (re)written for the whole
     model; Triton reads it on the next load. Re-exporting identical weights returns the existing
-    folder untouched. Raises :class:`ConflictError` when the version exists with other weights
-    and :class:`ValidationFailedError` for a bad name, version or model shape.
+    folder untouched. Raises :class:`ExportConflictError` when the version exists with other weights
+    and :class:`InvalidExportError` for a bad name, version or model shape.
     """
     _check_name(model_name)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValidationFailedError(f"Triton versions are integers >= 1, got {version!r}")
+        raise InvalidExportError(f"Triton versions are integers >= 1, got {version!r}")
     _check_model(model)
     config = render_config(
         model_name,
@@ -177,7 +177,7 @@ def _check_same_weights(version_dir: Path, digest: str, model_name: str, version
     existing = digest_file.read_text().strip() if digest_file.is_file() else None
     complete = (version_dir / MODEL_FILE).is_file() and (version_dir / ARCHIVE_FILE).is_file()
     if existing != digest or not complete:
-        raise ConflictError(
+        raise ExportConflictError(
             f"Version {version} of Triton model {model_name!r} already exists in "
             f"{version_dir.parent} with different weights; versions are immutable. Export under "
             "a new version number, or unload the model and delete the folder first."

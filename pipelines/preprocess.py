@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from pipelines.contract import IMAGE_SIZE, IMAGE_STATS
-from services.core.errors import InvalidImageError
+from pipelines.errors import InvalidImageError
 
 #: Fixed normalisation constants applied after resizing (pixel values are in [0, 1]).
 NORM_MEAN: float = 0.5

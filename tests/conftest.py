@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -18,9 +18,16 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.core.db import make_engine, make_sessionmaker, migrate
-from services.core.settings import Settings
+from services.core.enqueue import CeleryEnqueuer
+from services.core.runtime import Runtime
+from services.core.settings import Settings, get_settings
 
-pytest_plugins = ["tests.fixtures.triton", "tests.fixtures.mlflow_server"]
+pytest_plugins = [
+    "tests.fixtures.triton",
+    "tests.fixtures.mlflow_server",
+    "tests.fixtures.lifecycle",
+    "tests.fixtures.webhooks",
+]
 
 PG_ADMIN_DSN = os.environ.get("RADWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("RADWATCH_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -79,6 +86,33 @@ def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
     finally:
         s.rollback()
         s.close()
+
+
+def enqueuer_for(settings: Settings) -> CeleryEnqueuer:
+    """The real Celery producer of ``settings``' broker (what the API and worker build)."""
+    return CeleryEnqueuer(settings.resolved_broker_url)
+
+
+@pytest.fixture
+def install_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Settings], Runtime]]:
+    """Make ``services.core.runtime.current()`` (what Celery tasks use) this test's runtime:
+    the real adapters built by services.wiring for the given settings. The Celery app module
+    reads the process-wide settings when first imported, so those point at the same data dir."""
+    from services.core import runtime
+    from services.wiring import build_runtime
+
+    def install(settings: Settings) -> Runtime:
+        monkeypatch.setenv("RADWATCH_DATA_DIR", str(settings.data_dir))
+        get_settings.cache_clear()
+        rt = build_runtime(settings)
+        monkeypatch.setattr(runtime, "_current", rt)
+        return rt
+
+    try:
+        yield install
+    finally:
+        runtime.reset()
+        get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ from services.auth.service import create_key
 from services.core.db import make_engine, make_sessionmaker, migrate, session_scope
 from services.core.models import Deployment, PredictionEvent, Role
 from services.core.processes import api_process, free_port, settings_env, worker_process
-from services.monitoring import config
+from services.monitoring import service as monitors
 from services.monitoring.specs import DriftSpec, WindowSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -243,7 +243,7 @@ def main() -> None:
             key = create_key(s, name="bench-producer", role=Role.MLOPS_ENGINEER)
             if not args.no_worker:
                 spec = DriftSpec(window=WindowSpec(type="time", seconds=args.window_seconds))
-                config.create(s, model_name=MODEL, name="drift", spec=spec, actor="bench")
+                monitors.create(s, model_name=MODEL, name="drift", spec=spec, actor="bench")
         redis.Redis.from_url(REDIS).flushdb()
         env = settings_env(
             {

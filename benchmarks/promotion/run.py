@@ -62,13 +62,13 @@ def _two_versions(mlflow_uri: str, repository: Path, triton_url: str, db_url: st
     from pipelines.export_triton import export_model
     from pipelines.model import RadiographNet
     from pipelines.profile import METADATA_COLUMNS, ReferenceProfile
+    from services.approvals import service as approvals
     from services.auth.service import create_key
     from services.auth.users import create_user
-    from services.core.models import Dossier, Role
-    from services.core.settings import Settings
-    from services.approvals import service as approvals
     from services.change_protocols import service as protocols
     from services.change_protocols.document import ChangeProtocolDocument, RolloutPlan
+    from services.core.models import Dossier, Role
+    from services.core.settings import Settings
     from services.registry.mlflow_registry import MlflowRegistry
     from services.serving.client import TritonClient
     from services.serving.service import deploy_champion

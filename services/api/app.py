@@ -51,7 +51,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from services.change_protocols.endpoints import router as protocols_router
     from services.events.endpoints import router as events_router
     from services.labels.endpoints import router as labels_router
-    from services.monitoring.config_endpoints import router as monitors_router
     from services.monitoring.endpoints import router as monitoring_router
     from services.promotion.endpoints import router as promotion_router
     from services.retraining.endpoints import router as retraining_router
@@ -65,7 +64,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(labels_router)
     app.include_router(serving_router)
     app.include_router(monitoring_router)
-    app.include_router(monitors_router)
     app.include_router(alerts_router)
     app.include_router(audit_router)
     app.include_router(approvals_router)

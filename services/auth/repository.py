@@ -1,11 +1,11 @@
-"""Queries for API keys."""
+"""Queries of the identity tables: API keys and user accounts."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.core.models import ApiKey
+from services.core.models import ApiKey, User
 
 
 def add(session: Session, key: ApiKey) -> ApiKey:
@@ -20,5 +20,11 @@ def by_hash(session: Session, key_hash: str) -> ApiKey | None:
     ).first()
 
 
-def list_keys(session: Session) -> list[ApiKey]:
-    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+def add_user(session: Session, user: User) -> User:
+    session.add(user)
+    session.flush()
+    return user
+
+
+def user_by_name(session: Session, name: str) -> User | None:
+    return session.scalars(select(User).where(User.name == name)).first()

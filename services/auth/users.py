@@ -14,11 +14,11 @@ import hmac
 import secrets
 import time
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.audit import actions
 from services.audit.service import record
+from services.auth import repository
 from services.core.errors import ConflictError, UnauthenticatedError, ValidationFailedError
 from services.core.models import Role, User
 
@@ -52,7 +52,7 @@ def check_password(stored: str, password: str) -> bool:
 
 
 def by_name(session: Session, name: str) -> User | None:
-    return session.scalars(select(User).where(User.name == name)).first()
+    return repository.user_by_name(session, name)
 
 
 def create_user(session: Session, *, name: str, role: Role, password: str, actor: str) -> User:
@@ -64,8 +64,7 @@ def create_user(session: Session, *, name: str, role: Role, password: str, actor
     if by_name(session, name) is not None:
         raise ConflictError(f"A user named '{name}' already exists.")
     user = User(name=name, role=role, password_hash=hash_password(password))
-    session.add(user)
-    session.flush()
+    repository.add_user(session, user)
     record(
         session,
         actor=actor,

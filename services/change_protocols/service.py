@@ -1,13 +1,14 @@
-"""Change protocols: versioned per model, never edited (a change is a new version)."""
+"""Change protocols: versioned per model, never edited (a change is a new version). The document
+itself is :mod:`services.change_protocols.document`."""
 
 from __future__ import annotations
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.audit import actions
 from services.audit.service import record
+from services.change_protocols import repository
 from services.change_protocols.document import ChangeProtocolDocument
 from services.core.errors import NotFoundError, invalid, problems_of
 from services.core.models import ChangeProtocol
@@ -24,21 +25,11 @@ def parse(raw: object) -> ChangeProtocolDocument:
 
 
 def latest(session: Session, model_name: str) -> ChangeProtocol | None:
-    stmt = (
-        select(ChangeProtocol)
-        .where(ChangeProtocol.model_name == model_name)
-        .order_by(ChangeProtocol.version.desc())
-        .limit(1)
-    )
-    return session.scalars(stmt).first()
+    return repository.latest(session, model_name)
 
 
 def get(session: Session, model_name: str, version: int) -> ChangeProtocol:
-    row = session.scalars(
-        select(ChangeProtocol).where(
-            ChangeProtocol.model_name == model_name, ChangeProtocol.version == version
-        )
-    ).first()
+    row = repository.by_version(session, model_name, version)
     if row is None:
         raise NotFoundError(
             f"Model '{model_name}' has no change protocol version {version}; list them with "
@@ -48,29 +39,20 @@ def get(session: Session, model_name: str, version: int) -> ChangeProtocol:
 
 
 def history(session: Session, model_name: str) -> list[ChangeProtocol]:
-    stmt = (
-        select(ChangeProtocol)
-        .where(ChangeProtocol.model_name == model_name)
-        .order_by(ChangeProtocol.version)
-    )
-    return list(session.scalars(stmt))
+    return repository.history(session, model_name)
 
 
 def create_version(
     session: Session, model_name: str, document: ChangeProtocolDocument, *, actor: str
 ) -> ChangeProtocol:
     """Store ``document`` as the model's next protocol version and audit it."""
-    current = session.scalar(
-        select(func.max(ChangeProtocol.version)).where(ChangeProtocol.model_name == model_name)
-    )
     row = ChangeProtocol(
         model_name=model_name,
-        version=int(current or 0) + 1,
+        version=repository.max_version(session, model_name) + 1,
         document=document.model_dump(mode="json"),
         created_by=actor,
     )
-    session.add(row)
-    session.flush()
+    repository.add(session, row)
     record(
         session,
         actor=actor,

@@ -50,7 +50,7 @@ def _print(rows: Any) -> None:
 
 
 def _out(monitor: Any) -> dict[str, Any]:
-    from services.monitoring.config_schemas import MonitorOut
+    from services.monitoring.schemas import MonitorOut
 
     return MonitorOut.model_validate(monitor).model_dump(mode="json")
 
@@ -61,10 +61,10 @@ SpecOpt = Annotated[str, typer.Option(help='JSON spec, e.g. \'{"kind": "drift"}\
 @app.command("list")
 def list_(model: Annotated[str | None, typer.Option(help="Only this model.")] = None) -> None:
     """Print the declared monitors as JSON."""
-    from services.monitoring import config
+    from services.monitoring import service as monitors
 
     with _session() as s:
-        _print([_out(m) for m in config.list_monitors(s, model_name=model)])
+        _print([_out(m) for m in monitors.list_monitors(s, model_name=model)])
 
 
 @app.command()
@@ -74,13 +74,13 @@ def create(
     spec: SpecOpt,
 ) -> None:
     """Declare a monitor for a deployed model."""
-    from services.monitoring import config
+    from services.monitoring import service as monitors
     from services.serving import service as serving
 
     with _session() as s:
         serving.champion(s, model)
-        monitor = config.create(
-            s, model_name=model, name=name, spec=config.parse_spec(_spec(spec)), actor=_actor()
+        monitor = monitors.create(
+            s, model_name=model, name=name, spec=monitors.parse_spec(_spec(spec)), actor=_actor()
         )
         _print(_out(monitor))
 
@@ -93,28 +93,28 @@ def update(
     disable: Annotated[bool, typer.Option("--disable", help="Stop scheduling it.")] = False,
 ) -> None:
     """Change a monitor's spec, or enable/disable it (every change is kept)."""
-    from services.monitoring import config
+    from services.monitoring import service as monitors
 
     if enable and disable:
         err.print("[red]error:[/red] pass --enable or --disable, not both.")
         raise typer.Exit(2)
     active = True if enable else False if disable else None
     with _session() as s:
-        parsed = config.parse_spec(_spec(spec)) if spec is not None else None
-        _print(_out(config.update(s, monitor_id, actor=_actor(), spec=parsed, active=active)))
+        parsed = monitors.parse_spec(_spec(spec)) if spec is not None else None
+        _print(_out(monitors.update(s, monitor_id, actor=_actor(), spec=parsed, active=active)))
 
 
 @app.command()
 def history(monitor_id: int) -> None:
     """Every version of a monitor's declaration."""
-    from services.monitoring import config
-    from services.monitoring.config_schemas import MonitorChangeOut
+    from services.monitoring import service as monitors
+    from services.monitoring.schemas import MonitorChangeOut
 
     with _session() as s:
         _print(
             [
                 MonitorChangeOut.model_validate(c).model_dump(mode="json")
-                for c in config.history(s, monitor_id)
+                for c in monitors.history(s, monitor_id)
             ]
         )
 
@@ -126,10 +126,11 @@ def results(
     limit: Annotated[int, typer.Option(min=1)] = 100,
 ) -> None:
     """The monitor's computed windows, oldest first (without details)."""
-    from services.monitoring import config, repository
+    from services.monitoring import repository
+    from services.monitoring import service as monitors
     from services.monitoring.schemas import results_out
 
     with _session() as s:
-        monitor = config.get(s, monitor_id)
+        monitor = monitors.get(s, monitor_id)
         rows = repository.results_of(s, monitor=monitor, site=site, after_window=-1, limit=limit)
         _print([r.model_dump(mode="json") for r in results_out(rows, include_details=False)])

@@ -99,15 +99,21 @@ def lock_key(name: str) -> int:
 
 
 def advisory_lock(
-    db: Session | Connection, key: int | str, *, shared: bool = False, wait: bool = True
+    db: Session | Connection,
+    key: int | str | tuple[int, str],
+    *,
+    shared: bool = False,
+    wait: bool = True,
 ) -> bool:
     """Take a PostgreSQL advisory lock held until the transaction ends (commit or rollback).
 
-    ``key`` is an integer or a name (hashed with :func:`lock_key`). ``shared`` takes the shared
-    mode (many holders, excluded by one exclusive holder). With ``wait=False`` it does not
-    block and returns whether the lock was granted. On SQLite it does nothing and returns True:
-    SQLite has one writer per database file at a time, and callers keep a unique key as the
-    last line of defence either way.
+    ``key`` is an integer, a name (hashed with :func:`lock_key`), or a pair (an integer id and a
+    name) taken as PostgreSQL's two-key form ``(id, hashtext(name))``, which ``pg_locks`` shows
+    as ``classid``/``objid`` so an operator can tell which (monitor, site) is locked. ``shared``
+    takes the shared mode (many holders, excluded by one exclusive holder). With ``wait=False``
+    it does not block and returns whether the lock was granted. On SQLite it does nothing and
+    returns True: SQLite has one writer per database file at a time, and callers keep a unique
+    key as the last line of defence either way.
     """
     dialect = db.get_bind().dialect if isinstance(db, Session) else db.dialect
     if dialect.name != "postgresql":
@@ -115,7 +121,12 @@ def advisory_lock(
     fn = ("pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock") + (
         "_shared" if shared else ""
     )
-    granted = db.execute(
-        text(f"SELECT {fn}(:k)"), {"k": key if isinstance(key, int) else lock_key(key)}
-    ).scalar()
+    if isinstance(key, tuple):
+        stmt, params = text(f"SELECT {fn}(:a, hashtext(:b))"), {"a": key[0], "b": key[1]}
+    else:
+        stmt, params = (
+            text(f"SELECT {fn}(:k)"),
+            {"k": key if isinstance(key, int) else lock_key(key)},
+        )
+    granted = db.execute(stmt, params).scalar()
     return True if wait else bool(granted)

@@ -69,7 +69,11 @@ class CeleryEnqueuer:
         try:
             producer(self.broker_url).send_task(task, args=list(args), **options)
         except Exception as exc:  # best effort by design: a beat sweep does the work anyway
-            log.warning("could not enqueue %s (%s)", task, type(exc).__name__)
+            log.warning(
+                "could not enqueue %s (%s); the next beat sweep will do the work",
+                task,
+                type(exc).__name__,
+            )
             return False
         return True
 

@@ -8,8 +8,11 @@ outside the API layer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
+
+from pipelines import errors as pipeline
 
 
 class RadwatchError(Exception):
@@ -156,3 +159,29 @@ def invalid(
     naming the first five problems, with up to ``keep`` of them in ``details.problems``."""
     text = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:5])
     return ValidationFailedError(f"{what}: {text}{hint}", details={"problems": problems[:keep]})
+
+
+# --- errors of the pipelines -------------------------------------------------------------------
+
+_FROM_PIPELINE: tuple[tuple[type[pipeline.PipelineError], type[RadwatchError]], ...] = (
+    (pipeline.InvalidDicomError, InvalidDicomError),
+    (pipeline.InvalidImageError, InvalidImageError),
+    (pipeline.ExportConflictError, ConflictError),
+    (pipeline.InvalidExportError, ValidationFailedError),
+    (pipeline.PipelineError, ValidationFailedError),
+)
+
+
+def from_pipeline(exc: pipeline.PipelineError) -> RadwatchError:
+    """The domain error (with its status) for a pipeline's input error; same message."""
+    kind = next(ours for theirs, ours in _FROM_PIPELINE if isinstance(exc, theirs))
+    return kind(str(exc))
+
+
+@contextmanager
+def pipeline_errors() -> Iterator[None]:
+    """Turn the pipelines' input errors raised inside the block into domain errors."""
+    try:
+        yield
+    except pipeline.PipelineError as exc:
+        raise from_pipeline(exc) from exc

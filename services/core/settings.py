@@ -122,10 +122,6 @@ class Settings(BaseSettings):
         return self.mlflow_tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
 
     @property
-    def artifact_dir(self) -> Path:
-        return (self.data_dir / "mlartifacts").resolve()
-
-    @property
     def triton_repository(self) -> Path:
         """Triton's model repository as this process sees it (a shared volume in Kubernetes)."""
         if self.triton_model_repository is not None:

@@ -16,6 +16,7 @@ from services.core.errors import (
     BadRequestError,
     UnsupportedMediaTypeError,
     invalid,
+    pipeline_errors,
     problems_of,
 )
 from services.core.models import Role
@@ -35,6 +36,7 @@ from services.metrics.registry import (
     EVENTS_REJECTED,
     PREDICTIONS,
 )
+from services.serving import flows as serving_flows
 from services.serving import routing, shadow
 
 router = APIRouter(tags=["predictions"])
@@ -113,7 +115,7 @@ async def create_prediction(
         # After the response is sent: the candidate's answer is logged, never returned, and
         # its failure cannot fail or slow the clinical request.
         background.add_task(
-            shadow.mirror,
+            serving_flows.mirror,
             state.sessions,
             state.triton,
             candidate=chosen.shadow,
@@ -167,7 +169,8 @@ async def _parse_multipart(request: Request, limit: int) -> tuple[npt.NDArray[An
             given.update(extra)
         elif isinstance(value, str):
             given[key] = value
-    dicom = await run_in_threadpool(read_dicom, data)
+    with pipeline_errors():
+        dicom = await run_in_threadpool(read_dicom, data)
     return dicom.image, service.merge_metadata(given, dicom.metadata)
 
 

@@ -119,11 +119,6 @@ def insert_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[st
     return {k[0] for k in insert_ignoring_duplicates(session, table, rows, key=["event_id"])}
 
 
-def existing_event_ids(session: Session, event_ids: Sequence[str]) -> set[str]:
-    stmt = select(PredictionEvent.event_id).where(PredictionEvent.event_id.in_(event_ids))
-    return set(session.scalars(stmt))
-
-
 def by_ids(session: Session, ids: Sequence[int]) -> Sequence[PredictionEvent]:
     return session.scalars(select(PredictionEvent).where(PredictionEvent.id.in_(list(ids)))).all()
 

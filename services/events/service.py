@@ -22,6 +22,7 @@ from services.core.errors import (
     InvalidImageError,
     ValidationFailedError,
     invalid,
+    pipeline_errors,
     problems_of,
 )
 from services.core.models import Deployment, PredictionEvent
@@ -96,8 +97,9 @@ def predict(
         if existing is not None:
             return _response(existing, deployment.operating_threshold, duplicate=True)
 
-    batch = to_model_input([image])
-    stats = image_stats(image)
+    with pipeline_errors():
+        batch = to_model_input([image])
+        stats = image_stats(image)
     output = triton.infer(deployment.triton_model, deployment.model_version, batch)
     probs = output.probs[0]
     embedding = output.embeddings[0]

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
-from services.grafana.dashboards import LIFECYCLE_UID, MODEL_SAFETY_UID, OPERATIONS_UID
+from services.grafana.common import LIFECYCLE_UID, MODEL_SAFETY_UID, OPERATIONS_UID
 from services.grafana.promql import check_expr
 from services.grafana.thresholds import (
     API_P99_SECONDS,

@@ -18,7 +18,14 @@ from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.core.errors import RadwatchError, UnavailableError, invalid, problems_of
+from pipelines.errors import PipelineError
+from services.core.errors import (
+    RadwatchError,
+    UnavailableError,
+    from_pipeline,
+    invalid,
+    problems_of,
+)
 from services.metrics.registry import API_ERRORS, EVENTS_REJECTED
 
 log = logging.getLogger(__name__)
@@ -80,6 +87,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return _respond(
             request, exc.code, exc.message, exc.status_code, details=exc.details, headers=headers
         )
+
+    @app.exception_handler(PipelineError)
+    async def _pipeline(request: Request, exc: PipelineError) -> JSONResponse:
+        # A pipeline's input error that a caller did not translate: same status and message
+        # as if it had (services.core.errors.pipeline_errors).
+        return await _domain(request, from_pipeline(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -18,7 +18,8 @@ from services.audit import actions
 from services.core.db import session_scope
 from services.core.runtime import Runtime
 from services.events import repository as events
-from services.monitoring import config, repository, scheduler
+from services.monitoring import repository, scheduler
+from services.monitoring import service as monitors
 from services.serving import repository as serving
 from services.serving.service import deploy_champion, export_and_load
 
@@ -102,5 +103,5 @@ def deploy(
             actor=actor,
         )
         if default_monitor:
-            config.ensure_default_drift(session, model_name=model_name, settings=rt.settings)
+            monitors.ensure_default_drift(session, model_name=model_name, settings=rt.settings)
         return deployment.id

@@ -34,7 +34,8 @@ from services.core.models import Deployment, Monitor, MonitorResult, PredictionE
 from services.core.ports import Enqueuer
 from services.events import repository as events
 from services.labels.repository import labels_for_events
-from services.monitoring import config, kinds, repository
+from services.monitoring import kinds, repository
+from services.monitoring import service as monitors
 from services.monitoring.alerting import open_alert_if_due
 from services.monitoring.specs import (
     GLOBAL_SITE,
@@ -59,11 +60,11 @@ class Target:
 def due_targets(session: Session) -> list[Target]:
     """(monitor, champion deployment, scope key) triples to examine on this tick."""
     targets: list[Target] = []
-    for monitor in config.list_monitors(session, active=True):
+    for monitor in monitors.list_monitors(session, active=True):
         champion = deployments.active(session, monitor.model_name)
         if champion is None:
             continue
-        spec = config.spec_of(monitor)
+        spec = monitors.spec_of(monitor)
         keys = (
             [GLOBAL_SITE] if spec.scope == "global" else events.sites(session, monitor.model_name)
         )
@@ -73,7 +74,7 @@ def due_targets(session: Session) -> list[Target]:
 
 def _try_lock(session: Session, monitor_id: int, site: str) -> bool:
     """One worker computes a (monitor, scope key) at a time; the others skip it this tick."""
-    return advisory_lock(session, f"radwatch.monitor:{monitor_id}:{site}", wait=False)
+    return advisory_lock(session, (monitor_id, site), wait=False)
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ def compute_next_window(
     only defers newer events to the next tick), otherwise it is read here."""
     if not _try_lock(session, monitor.id, site):
         return None
-    spec = config.spec_of(monitor)
+    spec = monitors.spec_of(monitor)
     last = repository.last_result(
         session, monitor=monitor.name, model_name=monitor.model_name, site=site
     )

@@ -7,12 +7,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy.orm import Session
 
 from services.auth.service import Principal
-from services.core.db import session_scope
 from services.core.errors import NotFoundError
 from services.core.models import Role
-from services.core.runtime import Runtime
 from services.http.deps import ANY_ROLE, SessionDep, StateDep, require_roles
 from services.http.errors import COMMON_RESPONSES, ErrorBody
 from services.promotion import flows as promotion
@@ -38,12 +37,12 @@ _ERR: Responses = {
 }
 
 
-def _promotion(state: Runtime, promotion_id: int) -> PromotionOut:
-    with session_scope(state.sessions) as session:
-        row = repository.get(session, promotion_id)
-        if row is None:
-            raise NotFoundError(f"No promotion {promotion_id}.")
-        return PromotionOut.model_validate(row)
+def _promotion(session: Session, promotion_id: int) -> PromotionOut:
+    """The promotion as the flow committed it (the request's session reads after the flow)."""
+    row = repository.get(session, promotion_id)
+    if row is None:
+        raise NotFoundError(f"No promotion {promotion_id}.")
+    return PromotionOut.model_validate(row)
 
 
 @router.post(
@@ -53,7 +52,7 @@ def _promotion(state: Runtime, promotion_id: int) -> PromotionOut:
     responses=_ERR,
 )
 def start_promotion(
-    model: ModelName, body: PromotionIn, principal: Engineer, state: StateDep
+    model: ModelName, body: PromotionIn, principal: Engineer, state: StateDep, session: SessionDep
 ) -> PromotionOut:
     info = state.registry.get_version(model, body.version)
     pid = promotion.start(
@@ -64,7 +63,7 @@ def start_promotion(
         reason=body.reason,
         run_id=info.run_id,
     )
-    return _promotion(state, pid)
+    return _promotion(session, pid)
 
 
 @router.post(
@@ -74,10 +73,10 @@ def start_promotion(
     responses=_ERR,
 )
 def advance_promotion(
-    model: ModelName, body: AdvanceIn, principal: Engineer, state: StateDep
+    model: ModelName, body: AdvanceIn, principal: Engineer, state: StateDep, session: SessionDep
 ) -> PromotionOut:
     pid = promotion.advance(state, model_name=model, actor=principal.name, force=body.force)
-    return _promotion(state, pid)
+    return _promotion(session, pid)
 
 
 @router.post(
@@ -86,9 +85,11 @@ def advance_promotion(
     summary="Restore the previous champion, or abort a promotion in shadow/canary",
     responses=_ERR,
 )
-def rollback(model: ModelName, body: ReasonIn, principal: Steward, state: StateDep) -> PromotionOut:
+def rollback(
+    model: ModelName, body: ReasonIn, principal: Steward, state: StateDep, session: SessionDep
+) -> PromotionOut:
     pid = promotion.rollback(state, model_name=model, actor=principal.name, reason=body.reason)
-    return _promotion(state, pid)
+    return _promotion(session, pid)
 
 
 @router.get(

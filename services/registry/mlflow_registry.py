@@ -1,4 +1,4 @@
-"""MLflow adapter for the :class:`~services.registry.protocols.ModelRegistry` role.
+"""MLflow adapter for the :class:`~services.core.ports.ModelRegistry` role.
 
 Artifacts of a training run (paths inside the run's artifact root):
 
@@ -44,7 +44,7 @@ from services.core.errors import (
     UnknownModelError,
     ValidationFailedError,
 )
-from services.registry.protocols import ModelVersionInfo
+from services.core.ports import ModelVersionInfo
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -46,7 +46,6 @@ _STUB_NAME = "triton_python_backend_stub"
 #: Seconds Triton waits for in-flight requests after SIGTERM, and we wait beyond that.
 _EXIT_TIMEOUT_S = 5
 _KILL_GRACE_S = 10.0
-_LOG_TAIL_CHARS = 4000
 _STARTED_MARKER = b"Started Metrics Service at"
 
 
@@ -190,10 +189,6 @@ class TritonServerProcess:
         return f"127.0.0.1:{self.http_port}"
 
     @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
     def metrics_url(self) -> str:
         """Prometheus exposition (``nv_inference_*`` counters)."""
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
@@ -329,9 +324,6 @@ class TritonServerProcess:
             process.wait(timeout=_KILL_GRACE_S)
         if self._own_log and self.log_path is not None and process.returncode == 0:
             self.log_path.unlink(missing_ok=True)
-
-    def log_tail(self, chars: int = _LOG_TAIL_CHARS) -> str:
-        return file_tail(self.log_path, chars) if self.log_path is not None else ""
 
     def __enter__(self) -> TritonServerProcess:
         self.start()

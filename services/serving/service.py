@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,8 @@ from pipelines.contract import IMAGE_SIZE
 from pipelines.export_triton import export_model
 from services.audit import actions
 from services.audit import service as audit
-from services.core.errors import ModelNotLoadedError, UnknownModelError
-from services.core.models import Deployment, DeploymentRole
+from services.core.errors import ModelNotLoadedError, UnknownModelError, pipeline_errors
+from services.core.models import Deployment, DeploymentRole, ModelRouting, RoutingMode
 from services.core.ports import InferenceServer, ModelRegistry
 from services.serving import repository
 
@@ -90,6 +91,61 @@ def deploy_champion(
     return deployment
 
 
+def register_candidate(session: Session, champ: Deployment, version: int, run_id: str) -> None:
+    """Record ``version`` as the active candidate next to ``champ`` (settings copied from the
+    champion); a version that is the active champion already is left alone."""
+    row = repository.by_version(session, champ.model_name, version)
+    if row is None:
+        repository.add(
+            session,
+            Deployment(
+                model_name=champ.model_name,
+                model_version=version,
+                mlflow_run_id=run_id,
+                triton_model=champ.triton_model,
+                role=DeploymentRole.CANDIDATE,
+                active=True,
+                operating_threshold=champ.operating_threshold,
+                embedding_dim=champ.embedding_dim,
+            ),
+        )
+    elif not (row.role == DeploymentRole.CHAMPION and row.active):
+        row.role, row.active = DeploymentRole.CANDIDATE, True
+
+
+def locked_routing(session: Session, model_name: str) -> ModelRouting:
+    """The model's routing row, locked until the transaction ends (concurrent promotion steps of
+    one model queue here); created from the current champion the first time."""
+    row = repository.routing(session, model_name, for_update=True)
+    if row is None:
+        champ = champion(session, model_name)
+        row = repository.add_routing(
+            session,
+            ModelRouting(
+                model_name=model_name,
+                champion_version=champ.model_version,
+                mode=RoutingMode.CHAMPION,
+            ),
+        )
+    return row
+
+
+def switch_routing(row: ModelRouting, **changes: object) -> None:
+    """Change the routing row and its generation in one go (one UPDATE at flush), so a request
+    never sees half a change."""
+    for key, value in changes.items():
+        setattr(row, key, value)
+    row.generation += 1
+    row.updated_at = datetime.now(UTC)
+
+
+def retire_candidate(session: Session, model_name: str, version: int) -> None:
+    """An aborted candidate stops being an active deployment (a champion is never retired)."""
+    row = repository.by_version(session, model_name, version)
+    if row is not None and row.role == DeploymentRole.CANDIDATE:
+        row.active = False
+
+
 def list_deployments(session: Session) -> list[Deployment]:
     return repository.list_all(session)
 
@@ -110,7 +166,9 @@ def make_ready(
     if triton.is_model_ready(model_name, version):
         return
     if not (repository_dir / model_name / str(version)).exists():
-        export_model(registry.load_model(model_name, version), repository_dir, model_name, version)
+        model = registry.load_model(model_name, version)
+        with pipeline_errors():
+            export_model(model, repository_dir, model_name, version)
     triton.load_model(model_name)
     if not triton.is_model_ready(model_name, version):
         raise ModelNotLoadedError(
@@ -131,7 +189,8 @@ def export_and_load(
     and load it; returns the model's embedding width. Raises before anything is recorded when
     Triton does not make the version ready."""
     model = registry.load_model(model_name, version)
-    export_model(model, repository_dir, model_name, version)
+    with pipeline_errors():
+        export_model(model, repository_dir, model_name, version)
     triton.load_model(model_name)
     if not triton.is_model_ready(model_name, version):
         raise ModelNotLoadedError(

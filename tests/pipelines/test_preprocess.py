@@ -9,8 +9,8 @@ import numpy.typing as npt
 import pytest
 
 from pipelines.contract import IMAGE_SIZE, IMAGE_STATS
+from pipelines.errors import InvalidImageError
 from pipelines.preprocess import image_stats, to_model_input
-from services.core.errors import InvalidImageError
 
 
 def test_output_shape_mixed_sizes_and_dtype() -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitors.policy import WindowOutcome
 from services.core.db import session_scope
 from services.core.models import Alert, MonitorResult, PredictionEvent, WebhookDelivery
-from services.monitoring.config import parse_spec
+from services.monitoring.service import parse_spec
 from tests.reliability.harness import MODEL, MONITORS, Stack, WebhookSink, wait_for
 from tests.reliability.load import Producer
 

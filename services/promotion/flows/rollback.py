@@ -20,7 +20,6 @@ from services.core.db import session_scope
 from services.core.errors import ConflictError, NotFoundError, RadwatchError
 from services.core.models import (
     Alert,
-    DeploymentRole,
     Promotion,
     PromotionKind,
     PromotionState,
@@ -35,13 +34,11 @@ from services.promotion.flows.saga import (
     CHAMPION_ALIAS,
     Aliases,
     atomic,
-    bump,
     crown,
-    locked_routing,
 )
 from services.serving import repository as serving
 from services.serving.service import champion as champion_of
-from services.serving.service import make_ready
+from services.serving.service import locked_routing, make_ready, retire_candidate, switch_routing
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +78,17 @@ def rollback(
             aborting.state, aborting.finished_at = PromotionState.FAILED, datetime.now(UTC)
             aborting.error = f"rolled back by {actor}: {reason}"[:2000]
             if aborting.stage in (RoutingMode.SHADOW, RoutingMode.CANARY):
-                cand = serving.by_version(session, model_name, aborting.to_version)
-                if cand is not None and cand.role == DeploymentRole.CANDIDATE:
-                    cand.active = False
+                retire_candidate(session, model_name, aborting.to_version)
             aliases.delete(CANDIDATE_ALIAS)
-            bump(routing, mode=RoutingMode.CHAMPION, candidate_version=None, canary_share=0.0)
+            switch_routing(
+                routing, mode=RoutingMode.CHAMPION, candidate_version=None, canary_share=0.0
+            )
             from_version = aborting.to_version
         else:
             back = serving.by_version(session, model_name, target)
             if back is None:
                 raise NotFoundError(f"{model_name} version {target} has no deployment record.")
-            bump(
+            switch_routing(
                 routing,
                 mode=RoutingMode.CHAMPION,
                 champion_version=target,

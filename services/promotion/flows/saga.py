@@ -22,16 +22,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
 from services.core.db import session_scope
-from services.core.models import Deployment, ModelRouting, Promotion, RoutingMode
+from services.core.models import Deployment, Promotion
 from services.core.ports import ModelRegistry
 from services.core.runtime import Runtime
-from services.serving import repository as serving
-from services.serving.service import champion as champion_of
 from services.serving.service import deploy_champion
 
 log = logging.getLogger(__name__)
@@ -100,31 +97,6 @@ def atomic(rt: Runtime, model_name: str, step: Step) -> int:
         undo.run()
         log.warning("lifecycle step on %s undone: %s", model_name, type(exc).__name__)
         raise
-
-
-def locked_routing(session: Session, model_name: str) -> ModelRouting:
-    """The model's routing row, locked until the transaction ends (concurrent steps of one
-    model queue here); created from the current champion the first time."""
-    row = serving.routing(session, model_name, for_update=True)
-    if row is None:
-        champ = champion_of(session, model_name)
-        row = serving.add_routing(
-            session,
-            ModelRouting(
-                model_name=model_name,
-                champion_version=champ.model_version,
-                mode=RoutingMode.CHAMPION,
-            ),
-        )
-    return row
-
-
-def bump(row: ModelRouting, **changes: object) -> None:
-    """Change the routing row and its generation in one go (one UPDATE at flush)."""
-    for key, value in changes.items():
-        setattr(row, key, value)
-    row.generation += 1
-    row.updated_at = datetime.now(UTC)
 
 
 def crown(session: Session, deployment: Deployment, actor: str) -> None:

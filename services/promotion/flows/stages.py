@@ -21,8 +21,6 @@ from services.change_protocols.document import ChangeProtocolDocument
 from services.core.db import session_scope
 from services.core.errors import ConflictError, NotFoundError
 from services.core.models import (
-    Deployment,
-    DeploymentRole,
     Promotion,
     PromotionKind,
     PromotionState,
@@ -37,34 +35,12 @@ from services.promotion.flows.saga import (
     CHAMPION_ALIAS,
     Aliases,
     atomic,
-    bump,
     crown,
-    locked_routing,
 )
 from services.serving import repository as serving
 from services.serving import shadow
 from services.serving.service import champion as champion_of
-from services.serving.service import make_ready
-
-
-def _candidate_deployment(session: Session, champ: Deployment, version: int, run_id: str) -> None:
-    row = serving.by_version(session, champ.model_name, version)
-    if row is None:
-        serving.add(
-            session,
-            Deployment(
-                model_name=champ.model_name,
-                model_version=version,
-                mlflow_run_id=run_id,
-                triton_model=champ.triton_model,
-                role=DeploymentRole.CANDIDATE,
-                active=True,
-                operating_threshold=champ.operating_threshold,
-                embedding_dim=champ.embedding_dim,
-            ),
-        )
-    elif not (row.role == DeploymentRole.CHAMPION and row.active):
-        row.role, row.active = DeploymentRole.CANDIDATE, True
+from services.serving.service import locked_routing, make_ready, register_candidate, switch_routing
 
 
 def _make_ready(rt: Runtime, model_name: str, version: int) -> None:
@@ -95,8 +71,10 @@ def start(
         if repository.in_progress(session, model_name) is not None:
             raise ConflictError(f"{model_name} started another promotion meanwhile; retry later.")
         champ = champion_of(session, model_name)
-        _candidate_deployment(session, champ, version, run_id)
-        bump(routing, mode=RoutingMode.SHADOW, candidate_version=version, canary_share=0.0)
+        register_candidate(session, champ, version, run_id)
+        switch_routing(
+            routing, mode=RoutingMode.SHADOW, candidate_version=version, canary_share=0.0
+        )
         promotion = repository.add(
             session,
             Promotion(
@@ -209,7 +187,7 @@ def _to_canary(
     def step(session: Session, aliases: Aliases) -> Promotion:
         promotion = _locked(session, promotion_id, RoutingMode.SHADOW)
         routing = locked_routing(session, model_name)
-        bump(routing, mode=RoutingMode.CANARY, canary_share=protocol.rollout.canary_share)
+        switch_routing(routing, mode=RoutingMode.CANARY, canary_share=protocol.rollout.canary_share)
         promotion.stage, promotion.stage_started_at = RoutingMode.CANARY, datetime.now(UTC)
         record(
             session,
@@ -239,7 +217,7 @@ def _to_champion(
         new = serving.by_version(session, model_name, promotion.to_version)
         assert new is not None
         routing = locked_routing(session, model_name)
-        bump(
+        switch_routing(
             routing,
             mode=RoutingMode.CHAMPION,
             champion_version=promotion.to_version,

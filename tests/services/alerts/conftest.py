@@ -3,13 +3,8 @@ receiver on a free port, a controllable clock, and alerts seeded the way the mon
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,7 +12,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.core.db import session_scope
 from services.core.models import Alert, AlertState, MonitorResult
-from services.core.processes import free_port
 from services.core.settings import Settings
 
 
@@ -34,6 +28,30 @@ def auth(keys: dict[str, str], role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {keys[role]}"}
 
 
+def seed_result(
+    s: Session, *, site: str = "north", monitor: str = "acquisition_drift", model_name: str = "m"
+) -> int:
+    """A drifted monitor window (flushed, not committed); returns its id."""
+    result = MonitorResult(
+        monitor=monitor,
+        model_name=model_name,
+        model_version=1,
+        site=site,
+        window_index=0,
+        first_event_id=1,
+        last_event_id=100,
+        n_current=100,
+        n_reference=100,
+        statistic=0.3,
+        p_value=1e-6,
+        drift=True,
+        details={},
+    )
+    s.add(result)
+    s.flush()
+    return result.id
+
+
 def seed_alert(
     sessions: sessionmaker[Session],
     *,
@@ -43,96 +61,23 @@ def seed_alert(
     monitor: str = "acquisition_drift",
     model_name: str = "m",
 ) -> int:
-    """An alert with its monitor result, committed; returns its id."""
+    """An alert row with its monitor result as it was stored, committed (no outbox rows, no
+    audit record: for tests of what happens after opening); returns its id."""
     with session_scope(sessions) as s:
-        result = MonitorResult(
-            monitor=monitor,
-            model_name=model_name,
-            model_version=1,
-            site=site,
-            window_index=0,
-            first_event_id=1,
-            last_event_id=100,
-            n_current=100,
-            n_reference=100,
-            statistic=0.3,
-            p_value=1e-6,
-            drift=True,
-            details={},
-        )
-        s.add(result)
-        s.flush()
+        result_id = seed_result(s, site=site, monitor=monitor, model_name=model_name)
         alert = Alert(
             monitor=monitor,
             model_name=model_name,
             site=site,
             severity=severity,
             detail=f"Acquisition drift at site '{site}'",
-            result_id=result.id,
+            result_id=result_id,
             opened_after_predictions=100,
             state=state,
         )
         s.add(alert)
         s.flush()
         return alert.id
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class Receiver:
-    """A real HTTP server in a thread that records every POST. ``fail_first`` requests are
-    answered with ``fail_status``, the rest with 200; ``delay_s`` delays every answer."""
-
-    url: str
-    requests: list[Received] = field(default_factory=list)
-    fail_first: int = 0
-    fail_status: int = 500
-    delay_s: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    release: threading.Event = field(default_factory=threading.Event)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    port = free_port()
-    rec = Receiver(url=f"http://127.0.0.1:{port}/hooks/radwatch")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            with rec.lock:
-                rec.requests.append(Received(self.path, dict(self.headers.items()), body))
-                failing = len(rec.requests) <= rec.fail_first
-            if rec.delay_s:
-                rec.release.wait(rec.delay_s)
-            self.send_response(rec.fail_status if failing else 200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield rec
-    finally:
-        rec.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 class Clock:

@@ -12,12 +12,14 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.alerts import repository, service
-from services.alerts.webhooks import deliver_due, verify_signature
+from services.alerts.flows import deliver_due
+from services.alerts.webhooks import verify_signature
 from services.auth.service import Principal
 from services.core.db import make_engine, make_sessionmaker, migrate, session_scope
 from services.core.models import DeliveryStatus, Role, WebhookDelivery
 from services.core.settings import Settings
-from tests.services.alerts.conftest import Clock, Receiver, seed_alert
+from tests.fixtures.webhooks import Receiver
+from tests.services.alerts.conftest import Clock, seed_alert
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 LEASE = NOW + timedelta(seconds=60)

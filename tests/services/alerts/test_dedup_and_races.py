@@ -15,16 +15,17 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.alerts import repository as monitoring_repository
 from services.alerts import service
 from services.auth.service import Principal
 from services.core.db import session_scope
 from services.core.errors import ConflictError
 from services.core.models import Alert, AlertState, MonitorResult, Role, WebhookDelivery
 from services.core.settings import Settings
-from services.monitoring import repository as monitoring_repository
 from services.monitoring.alerting import open_alert_if_due
-from services.monitoring.config import DEFAULT_DRIFT
+from services.monitoring.service import DEFAULT_DRIFT
 from services.monitoring.specs import DriftSpec
+from tests.conftest import enqueuer_for
 from tests.services.alerts.conftest import seed_alert
 
 ALICE = Principal(key_id=1, name="alice", role=Role.MLOPS_ENGINEER)
@@ -56,7 +57,9 @@ def _window(sessions: sessionmaker[Session], settings: Settings, index: int) -> 
     """Store one drifted window and run the monitor's alert decision on it, as the worker does."""
     with session_scope(sessions) as s:
         result = _drifted_window(s, index)
-        alert = open_alert_if_due(s, settings=settings, spec=DriftSpec(), result=result)
+        alert = open_alert_if_due(
+            s, enqueuer=enqueuer_for(settings), spec=DriftSpec(), result=result
+        )
         return None if alert is None else s.get(Alert, alert.id)
 
 
@@ -74,7 +77,9 @@ def test_acknowledged_alert_blocks_a_new_one_and_resolving_frees_the_key(
     assert _window(sessions, settings, 2) is None  # open: no second alert
 
     with session_scope(sessions) as s:
-        service.acknowledge(s, first.id, principal=ALICE, note=None, settings=settings)
+        service.acknowledge(
+            s, first.id, principal=ALICE, note=None, enqueuer=enqueuer_for(settings)
+        )
     assert _window(sessions, settings, 3) is None  # acknowledged still blocks
     assert _alerts(sessions) == [(first.id, AlertState.ACKNOWLEDGED)]
     # Blocked by the read check, not only by the index that backs it up.
@@ -86,7 +91,7 @@ def test_acknowledged_alert_blocks_a_new_one_and_resolving_frees_the_key(
         assert blocking.id == first.id
 
     with session_scope(sessions) as s:
-        service.resolve(s, first.id, principal=BOB, note="fixed", settings=settings)
+        service.resolve(s, first.id, principal=BOB, note="fixed", enqueuer=enqueuer_for(settings))
     with session_scope(sessions) as s:
         assert (
             monitoring_repository.open_alert(s, monitor=DEFAULT_DRIFT, model_name="m", site="south")
@@ -139,7 +144,9 @@ def test_concurrent_resolves_exactly_one_wins(
         start.wait()
         try:
             with session_scope(sessions) as s:
-                service.resolve(s, alert_id, principal=who, note=None, settings=settings)
+                service.resolve(
+                    s, alert_id, principal=who, note=None, enqueuer=enqueuer_for(settings)
+                )
             outcomes[i] = "resolved"
         except ConflictError:
             outcomes[i] = "conflict"
@@ -168,13 +175,15 @@ def test_second_resolve_waits_for_the_first_then_gets_409(
     second blocks on it, and after the first commits it finds the alert resolved."""
     alert_id = seed_alert(sessions)
     first = sessions()
-    service.resolve(first, alert_id, principal=ALICE, note="first", settings=settings)
+    service.resolve(first, alert_id, principal=ALICE, note="first", enqueuer=enqueuer_for(settings))
     errors: list[BaseException] = []
 
     def second() -> None:
         try:
             with session_scope(sessions) as s:
-                service.resolve(s, alert_id, principal=BOB, note="second", settings=settings)
+                service.resolve(
+                    s, alert_id, principal=BOB, note="second", enqueuer=enqueuer_for(settings)
+                )
         except BaseException as exc:
             errors.append(exc)
 

@@ -11,13 +11,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.alerts import service, webhooks
-from services.alerts.webhooks import deliver_due, verify_signature
+from services.alerts.flows import deliver_due
+from services.alerts.webhooks import verify_signature
 from services.auth.service import Principal
 from services.core.db import session_scope
 from services.core.models import DeliveryStatus, Role, WebhookDelivery
 from services.core.processes import free_port
 from services.core.settings import Settings
-from tests.services.alerts.conftest import Clock, Receiver, seed_alert
+from tests.fixtures.webhooks import Receiver
+from tests.services.alerts.conftest import Clock, seed_alert
 
 ALICE = Principal(key_id=1, name="alice", role=Role.MLOPS_ENGINEER)
 SECRET = "s3cret-" + "k" * 40

@@ -3,7 +3,7 @@ Celery task and beat entry that run the delivery sweep (the task function called
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,9 @@ from sqlalchemy.exc import IntegrityError
 
 import services.core.db
 from services.core.models import Base
-from services.core.settings import Settings, get_settings
-from tests.services.alerts.conftest import Receiver
+from services.core.runtime import Runtime
+from services.core.settings import Settings
+from tests.fixtures.webhooks import Receiver
 from tests.services.alerts.test_delivery import SECRET, _acknowledge, _delivery, _subscribe
 
 OURS = {"alerts", "webhook_subscriptions", "webhook_deliveries"}
@@ -120,21 +121,10 @@ def test_acknowledged_holds_the_key_in_the_index(any_url: str) -> None:
 
 
 @pytest.fixture
-def worker_context(
-    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Settings]:
-    """The worker's process context pointed at this test's database. The Celery app module
-    reads the process-wide settings when first imported, so those point at tmp_path too."""
-    from services.worker import context
-
-    monkeypatch.setenv("RADWATCH_DATA_DIR", str(tmp_path / "worker"))
-    get_settings.cache_clear()
-    monkeypatch.setattr(context, "_context", context.build_context(settings))
-    try:
-        yield settings
-    finally:
-        context.reset_context()
-        get_settings.cache_clear()
+def worker_context(settings: Settings, install_runtime: Callable[[Settings], Runtime]) -> Settings:
+    """The worker's process runtime pointed at this test's database."""
+    install_runtime(settings)
+    return settings
 
 
 def test_task_sends_due_deliveries(

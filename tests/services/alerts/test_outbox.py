@@ -5,24 +5,25 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.alerts import dispatch, service
+from services.alerts import service
 from services.auth.service import Principal
+from services.core import enqueue
 from services.core.db import session_scope
 from services.core.models import Alert, AlertState, DeliveryStatus, Role, WebhookDelivery
 from services.core.processes import free_port
 from services.core.settings import Settings
 from services.monitoring.alerting import open_alert_if_due
 from services.monitoring.specs import DriftSpec
-from tests.services.alerts.conftest import auth, seed_alert
+from tests.conftest import enqueuer_for
+from tests.fixtures.broker import queued
+from tests.services.alerts.conftest import auth, seed_alert, seed_result
 from tests.services.alerts.test_dedup_and_races import _drifted_window
 
 ALICE = Principal(key_id=1, name="alice", role=Role.MLOPS_ENGINEER)
@@ -43,16 +44,8 @@ def _deliveries(sessions: sessionmaker[Session]) -> list[WebhookDelivery]:
 
 
 def _nudges(settings: Settings) -> list[str]:
-    """Task names waiting in the embedded (SQLite) broker of ``settings``."""
-    path = Path(settings.resolved_broker_url.split("///", 1)[1])
-    if not path.exists():
-        return []
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute(
-            "SELECT m.payload FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id "
-            "WHERE q.name = 'monitoring'"
-        ).fetchall()
-    return [json.loads(p)["headers"]["task"] for (p,) in rows]
+    """Task names waiting in the monitoring queue of the embedded broker."""
+    return [task for task, _ in queued(settings, "monitoring")]
 
 
 def test_each_change_writes_one_delivery_per_matching_active_subscription(
@@ -61,17 +54,29 @@ def test_each_change_writes_one_delivery_per_matching_active_subscription(
     everything = _subscribe(sessions, "warning")
     critical_only = _subscribe(sessions, "critical")
     _subscribe(sessions, "warning", active=False)
-    critical = seed_alert(sessions, site="north", severity="critical")
-    warning = seed_alert(sessions, site="south", severity="warning")
     with session_scope(sessions) as s:
-        for alert_id in (critical, warning):
-            alert = s.get(Alert, alert_id)
-            assert alert is not None
-            service.alert_opened(s, alert, settings=settings)
+        opened = [
+            service.open(
+                s,
+                enqueuer=enqueuer_for(settings),
+                monitor="acquisition_drift",
+                model_name="m",
+                site=site,
+                severity=severity,
+                detail=f"Acquisition drift at site '{site}'",
+                result_id=seed_result(s, site=site),
+                opened_after_predictions=100,
+                actor="test",
+            )
+            for site, severity in (("north", "critical"), ("south", "warning"))
+        ]
+        assert opened[0] is not None
+        assert opened[1] is not None
+        critical, warning = opened[0].id, opened[1].id
         service.acknowledge(
-            s, critical, principal=ALICE, note="on it: MRN 12345", settings=settings
+            s, critical, principal=ALICE, note="on it: MRN 12345", enqueuer=enqueuer_for(settings)
         )
-        service.resolve(s, critical, principal=ALICE, note="done", settings=settings)
+        service.resolve(s, critical, principal=ALICE, note="done", enqueuer=enqueuer_for(settings))
 
     got = [(d.alert_id, d.subscription_id, d.event) for d in _deliveries(sessions)]
     assert got == [
@@ -116,7 +121,9 @@ def test_rolled_back_change_leaves_no_delivery_and_no_nudge(
     alert_id = seed_alert(sessions)
     s = sessions()
     try:
-        service.acknowledge(s, alert_id, principal=ALICE, note=None, settings=settings)
+        service.acknowledge(
+            s, alert_id, principal=ALICE, note=None, enqueuer=enqueuer_for(settings)
+        )
         assert s.scalar(select(func.count(WebhookDelivery.id))) == 1  # written, same transaction
         s.rollback()
     finally:
@@ -130,7 +137,9 @@ def test_rolled_back_change_leaves_no_delivery_and_no_nudge(
 
     # The same change committed: its delivery stays and a worker is asked to send it.
     with session_scope(sessions) as s3:
-        service.acknowledge(s3, alert_id, principal=ALICE, note=None, settings=settings)
+        service.acknowledge(
+            s3, alert_id, principal=ALICE, note=None, enqueuer=enqueuer_for(settings)
+        )
     assert [d.event for d in _deliveries(sessions)] == ["alert.acknowledged"]
     assert _nudges(settings) == ["alerts.deliver_webhooks"]
 
@@ -144,7 +153,9 @@ def test_opening_an_alert_writes_its_delivery_in_the_monitors_transaction(
     s = sessions()
     try:
         window = _drifted_window(s, 1)
-        alert = open_alert_if_due(s, settings=settings, spec=DriftSpec(), result=window)
+        alert = open_alert_if_due(
+            s, enqueuer=enqueuer_for(settings), spec=DriftSpec(), result=window
+        )
         assert alert is not None
         assert s.scalar(select(func.count(WebhookDelivery.id))) == 1
         s.rollback()  # e.g. the window's transaction failed after the alert was added
@@ -155,7 +166,9 @@ def test_opening_an_alert_writes_its_delivery_in_the_monitors_transaction(
         assert s.scalar(select(func.count(Alert.id))) == 0
         _drifted_window(s, 1)
         window = _drifted_window(s, 2)
-        opened = open_alert_if_due(s, settings=settings, spec=DriftSpec(), result=window)
+        opened = open_alert_if_due(
+            s, enqueuer=enqueuer_for(settings), spec=DriftSpec(), result=window
+        )
         assert opened is not None
         opened_id = opened.id
     rows = _deliveries(sessions)
@@ -168,7 +181,7 @@ def test_no_subscription_no_delivery_no_nudge(
 ) -> None:
     alert_id = seed_alert(sessions)
     with session_scope(sessions) as s:
-        service.resolve(s, alert_id, principal=ALICE, note=None, settings=settings)
+        service.resolve(s, alert_id, principal=ALICE, note=None, enqueuer=enqueuer_for(settings))
     assert _deliveries(sessions) == []
     assert _nudges(settings) == []
 
@@ -184,7 +197,7 @@ def test_unreachable_broker_does_not_fail_the_change(
     dead = settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{free_port()}/0"})
     _subscribe(sessions, "warning")
     alert_id = seed_alert(sessions)
-    caplog.set_level(logging.WARNING, logger=dispatch.__name__)
+    caplog.set_level(logging.WARNING, logger=enqueue.__name__)
     with TestClient(create_app(dead), raise_server_exceptions=False) as api:
         started = time.monotonic()
         resp = api.post(
@@ -194,7 +207,7 @@ def test_unreachable_broker_does_not_fail_the_change(
     assert resp.status_code == 200, resp.text
     # kombu's own connection retries would hold the answer for about 6 s; the nudge gives up
     # at once on a refused connection (and after CONNECT_TIMEOUT_S on a silent one).
-    assert elapsed < 1 + dispatch.CONNECT_TIMEOUT_S
+    assert elapsed < 1 + enqueue.CONNECT_TIMEOUT_S
     assert "the next beat sweep will deliver" in caplog.text
     assert [(d.event, d.status) for d in _deliveries(sessions)] == [
         ("alert.acknowledged", DeliveryStatus.PENDING)

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.approvals import service as approvals
 from services.auth import users
 from services.core.db import session_scope
 from services.core.errors import (
@@ -19,7 +20,6 @@ from services.core.errors import (
 )
 from services.core.models import ApprovalDecision, ApprovalRequest, AuditRecord, Role
 from services.core.settings import Settings
-from services.approvals import service as approvals
 from tests.fixtures.lifecycle import ENGINEER, OFFICER, OFFICER_2, PASSWORD, request_for
 
 MODEL = "cxr-approvals"

@@ -19,6 +19,7 @@ from services.core.settings import Settings
 from services.monitoring.alerting import open_alert_if_due
 from services.monitoring.specs import DriftSpec
 from services.serving.service import deploy_champion
+from tests.conftest import enqueuer_for
 from tests.services.alerts.conftest import seed_alert
 from tests.services.alerts.test_dedup_and_races import _drifted_window
 from tests.services.audit.conftest import auth
@@ -92,7 +93,9 @@ def test_the_monitor_opening_an_alert_is_audited_as_monitoring(
     s = sessions()
     try:
         window = _drifted_window(s, 1)
-        assert open_alert_if_due(s, settings=settings, spec=DriftSpec(), result=window)
+        assert open_alert_if_due(
+            s, enqueuer=enqueuer_for(settings), spec=DriftSpec(), result=window
+        )
         s.rollback()
     finally:
         s.close()
@@ -101,7 +104,9 @@ def test_the_monitor_opening_an_alert_is_audited_as_monitoring(
     with session_scope(sessions) as s:
         _drifted_window(s, 1)
         window = _drifted_window(s, 2)
-        alert = open_alert_if_due(s, settings=settings, spec=DriftSpec(), result=window)
+        alert = open_alert_if_due(
+            s, enqueuer=enqueuer_for(settings), spec=DriftSpec(), result=window
+        )
         assert alert is not None
         alert_id = alert.id
     [record] = _audit(sessions)
@@ -115,7 +120,7 @@ def test_the_monitor_opening_an_alert_is_audited_as_monitoring(
     # The duplicate the dedup refuses leaves no record either.
     with session_scope(sessions) as s:
         again = open_alert_if_due(
-            s, settings=settings, spec=DriftSpec(), result=_drifted_window(s, 3)
+            s, enqueuer=enqueuer_for(settings), spec=DriftSpec(), result=_drifted_window(s, 3)
         )
         assert again is None
     assert len(_audit(sessions)) == 1

@@ -59,7 +59,7 @@ import yaml
 from pipelines.synth import Study
 from pipelines.train import TrainConfig
 from services.auth.service import create_key
-from services.core.db import make_engine, make_sessionmaker, migrate, session_scope
+from services.core.db import migrate, session_scope
 from services.core.models import Role
 from services.core.processes import ManagedProcess, api_process, free_port, worker_process
 from services.core.settings import Settings
@@ -69,11 +69,10 @@ from services.grafana.dashboards import build_all, iter_panels
 from services.grafana.generate import DEFAULT_RULES_PATH
 from services.grafana.promql import check_expr, parse_label_values, substitute
 from services.grafana.rules import RULES
-from services.registry.mlflow_registry import MlflowRegistry
+from services.monitoring.flows import deploy
 from services.registry.service import train_and_register
-from services.serving.client import TritonClient
 from services.serving.server import TritonServerProcess
-from services.serving.service import deploy_version
+from services.wiring import build_runtime
 from tests.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -304,11 +303,13 @@ def live_stack(  # type: ignore[no-untyped-def]
     )
     logs = settings.data_dir / "logs"
     migrate(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    sessions = make_sessionmaker(engine)
+    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    settings = settings.model_copy(update={"triton_url": f"127.0.0.1:{ports['http_port']}"})
+    rt = build_runtime(settings)
+    sessions = rt.sessions
     with session_scope(sessions) as session:
         api_key = create_key(session, name="live-mlops", role=Role.MLOPS_ENGINEER)
-    registry = MlflowRegistry(settings.resolved_mlflow_uri)
+    registry = rt.registry
     tiny = TrainConfig.tiny()
     registered, _ = train_and_register(
         registry,
@@ -316,28 +317,18 @@ def live_stack(  # type: ignore[no-untyped-def]
         config=dataclasses.replace(tiny, n_val=max(tiny.n_val, 240)),
     )
     with ExitStack() as stack:
-        stack.callback(engine.dispose)
+        stack.callback(rt.close)
         settings.triton_repository.mkdir(parents=True, exist_ok=True)
         triton = TritonServerProcess(
             settings.triton_repository,
-            http_port=free_port(),
-            grpc_port=free_port(),
-            metrics_port=free_port(),
+            http_port=ports["http_port"],
+            grpc_port=ports["grpc_port"],
+            metrics_port=ports["metrics_port"],
             log_path=logs / "triton.log",
         )
         triton.start()
         stack.callback(triton.stop)
-        settings = settings.model_copy(update={"triton_url": triton.url})
-        with session_scope(sessions) as session:
-            deploy_version(
-                session,
-                registry=registry,
-                triton=TritonClient(settings.triton_url),
-                repository_dir=settings.triton_repository,
-                model_name=registered.name,
-                version=registered.version,
-                settings=settings,
-            )
+        deploy(rt, model_name=registered.name, version=registered.version)
         env = child_env(settings)
         api_port = free_port()
         api = api_process(env, port=api_port, log_path=logs / "api.log").start()

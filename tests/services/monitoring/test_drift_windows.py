@@ -16,7 +16,8 @@ from pipelines.profile import ReferenceProfile
 from services.core.db import session_scope
 from services.core.models import Alert, Deployment, Monitor, MonitorResult, PredictionEvent
 from services.core.settings import Settings
-from services.monitoring import config, drift, scheduler
+from services.monitoring import drift, scheduler
+from services.monitoring import service as monitors
 from services.serving.service import deploy_champion
 
 SITES = ("north", "south")
@@ -128,7 +129,7 @@ def _run_all(sessions: sessionmaker[Session], settings: Settings, profile: Refer
     """The default drift monitor a deployment gets (window and policy from ``settings``), run
     until no window is due."""
     with session_scope(sessions) as s:
-        config.ensure_default_drift(s, model_name="m", settings=settings)
+        monitors.ensure_default_drift(s, model_name="m", settings=settings)
     return run_due(sessions, settings, profile)
 
 

@@ -21,7 +21,8 @@ from services.core.pseudonym import pseudonymise
 from services.core.settings import Settings
 from services.events.ingest import ingest_events
 from services.labels.service import ingest_labels
-from services.monitoring import config, scheduler
+from services.monitoring import scheduler
+from services.monitoring import service as monitors
 from services.monitoring.specs import (
     DriftSpec,
     EstimateSpec,
@@ -45,7 +46,7 @@ def deployment(sessions: sessionmaker[Session]) -> int:
 
 def declare(sessions: sessionmaker[Session], name: str, spec: Any) -> int:
     with session_scope(sessions) as s:
-        return config.create(s, model_name="m", name=name, spec=spec, actor="test").id
+        return monitors.create(s, model_name="m", name=name, spec=spec, actor="test").id
 
 
 def run_all(
@@ -96,12 +97,12 @@ def test_disabled_monitor_is_not_scheduled(
 ) -> None:
     mid = declare(sessions, "vendor", DRIFT_50)
     with session_scope(sessions) as s:
-        config.update(s, mid, actor="test", active=False)
+        monitors.update(s, mid, actor="test", active=False)
     _add_events(sessions, "north", 60, seed=1)
     assert run_all(sessions, settings) == 0
     with session_scope(sessions) as s:
-        config.update(s, mid, actor="test", active=True)
-        changes = [c.change for c in config.history(s, mid)]
+        monitors.update(s, mid, actor="test", active=True)
+        changes = [c.change for c in monitors.history(s, mid)]
     assert changes == ["created", "disabled", "enabled"]
     assert run_all(sessions, settings) == 1
 

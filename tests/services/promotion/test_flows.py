@@ -14,16 +14,24 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.alerts import service as alerts
+from services.alerts.flows import deliver_due
+from services.alerts.service import create_subscription
+from services.alerts.webhooks import verify_signature
 from services.api.app import create_app
 from services.audit.service import verify
 from services.core.db import session_scope
 from services.core.errors import ConflictError, ModelNotLoadedError
 from services.core.models import AuditRecord, ModelRouting, Promotion, ShadowPrediction
+from services.core.runtime import Runtime
 from services.core.settings import Settings
 from services.promotion import flows as promotion
 from services.registry.mlflow_registry import MlflowRegistry
 from services.serving.client import TritonClient
+from tests.conftest import enqueuer_for
 from tests.fixtures.lifecycle import TwoVersions, approve, request_for, small_rollout
+from tests.fixtures.webhooks import Receiver
+from tests.services.alerts.conftest import seed_result
 
 
 def _image(seed: int) -> list[list[float]]:
@@ -44,13 +52,23 @@ def _predict(client: Any, model: str, i: int) -> dict[str, Any]:
 
 
 def _ctx(
-    two: TwoVersions, sessions: sessionmaker[Session], registry: MlflowRegistry | None = None
-) -> promotion.Lifecycle:
-    return promotion.Lifecycle(
+    two: TwoVersions,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    registry: MlflowRegistry | None = None,
+) -> Runtime:
+    """The runtime a promotion step gets, with the real adapters (the registry may be a
+    wrapper that fails on purpose)."""
+    cfg = settings.model_copy(
+        update={"triton_url": two.triton_url, "triton_model_repository": two.repository}
+    )
+    return Runtime(
+        settings=cfg,
+        engine=sessions.kw["bind"],
         sessions=sessions,
-        registry=registry or two.registry,
         triton=TritonClient(two.triton_url),
-        repository_dir=two.repository,
+        enqueuer=enqueuer_for(cfg),
+        registry_factory=lambda: registry or two.registry,
     )
 
 
@@ -156,13 +174,13 @@ def test_unapproved_or_rejected_candidates_cannot_be_promoted(
     settings: Settings,
     people: dict[str, str],
 ) -> None:
-    ctx = _ctx(two_versions, sessions)
+    ctx = _ctx(two_versions, sessions, settings)
     with session_scope(sessions) as s:
         request_id = request_for(s, two_versions.name, 2)
     with pytest.raises(ConflictError, match="no approved sign-off"):
         promotion.start(ctx, model_name=two_versions.name, version=2, actor="eng", reason="try")
-    from services.core.models import Role
     from services.approvals import service as approvals
+    from services.core.models import Role
 
     with session_scope(sessions) as s:
         approvals.decide(
@@ -197,7 +215,11 @@ def test_triton_refusing_to_load_leaves_everything_as_before(
     before = _snapshot(two_versions, sessions)
     with pytest.raises(ModelNotLoadedError):
         promotion.start(
-            _ctx(two_versions, sessions), model_name=name, version=2, actor="eng", reason="go"
+            _ctx(two_versions, sessions, settings),
+            model_name=name,
+            version=2,
+            actor="eng",
+            reason="go",
         )
     assert _snapshot(two_versions, sessions) == before
     # The champion still answers: version 1 stayed loaded.
@@ -234,7 +256,7 @@ def test_failure_after_an_alias_moved_is_undone(
     failing = _FailingRegistry(two_versions.registry, fail_on="candidate")
     with pytest.raises(RuntimeError, match="killed midway"):
         promotion.start(
-            _ctx(two_versions, sessions, failing),
+            _ctx(two_versions, sessions, settings, failing),
             model_name=name,
             version=2,
             actor="eng",
@@ -242,13 +264,18 @@ def test_failure_after_an_alias_moved_is_undone(
         )
     assert _snapshot(two_versions, sessions) == before
     # And at the final switch: champion alias moved, then the process "dies".
-    ctx = _ctx(two_versions, sessions)
+    ctx = _ctx(two_versions, sessions, settings)
     promotion.start(ctx, model_name=name, version=2, actor="eng", reason="go")
     promotion.advance(ctx, model_name=name, actor="eng", force=True)
     before = _snapshot(two_versions, sessions)
     with pytest.raises(RuntimeError, match="killed midway"):
         promotion.advance(
-            _ctx(two_versions, sessions, _FailingRegistry(two_versions.registry, "champion")),
+            _ctx(
+                two_versions,
+                sessions,
+                settings,
+                _FailingRegistry(two_versions.registry, "champion"),
+            ),
             model_name=name,
             actor="eng",
             force=True,
@@ -273,7 +300,7 @@ def test_a_rollback_trigger_rolls_back_automatically_and_alerts(
         small_rollout(s, name)
         request_id = request_for(s, name, 2)
     approve(sessions, settings, request_id)
-    ctx = _ctx(two_versions, sessions)
+    ctx = _ctx(two_versions, sessions, settings)
     promotion.start(ctx, model_name=name, version=2, actor="eng", reason="go")
     promotion.advance(ctx, model_name=name, actor="eng", force=True)
     promotion.advance(ctx, model_name=name, actor="eng", force=True)
@@ -325,6 +352,63 @@ def test_a_rollback_trigger_rolls_back_automatically_and_alerts(
         assert back is not None
         assert (back.kind, back.started_by, back.to_version) == ("rollback", "system", 1)
     assert promotion.watch(ctx) == []  # the rollback is the latest change: nothing more to do
+
+
+def test_an_automatic_rollback_is_announced_by_a_signed_webhook(
+    two_versions: TwoVersions,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    people: dict[str, str],
+    receiver: Receiver,
+) -> None:
+    """The alert an automatic rollback opens goes through alerts.service.open like a monitor's:
+    it has outbox rows, and the delivery sweep POSTs it, signed, to a real HTTP receiver."""
+    name = two_versions.name
+    secret = "s3cret-" + "x" * 40
+    with session_scope(sessions) as s:
+        create_subscription(s, url=receiver.url, secret=secret, min_severity="critical")
+        small_rollout(s, name)
+        request_id = request_for(s, name, 2)
+    approve(sessions, settings, request_id)
+    ctx = _ctx(two_versions, sessions, settings)
+    promotion.start(ctx, model_name=name, version=2, actor="eng", reason="go")
+    promotion.advance(ctx, model_name=name, actor="eng", force=True)
+    promotion.advance(ctx, model_name=name, actor="eng", force=True)
+    with session_scope(sessions) as s:
+        opened = alerts.open(
+            s,
+            enqueuer=ctx.enqueuer,
+            monitor="acquisition_drift",
+            model_name=name,
+            site="north",
+            severity="critical",
+            detail="drift after promotion",
+            result_id=seed_result(s, site="north", model_name=name),
+            opened_after_predictions=100,
+            actor="test",
+        )
+        assert opened is not None
+    assert len(promotion.watch(ctx)) == 1
+
+    assert deliver_due(sessions, settings=settings).delivered == 2
+    bodies = [r.json() for r in receiver.requests]
+    assert [(b["event"], b["alert"]["monitor"]) for b in bodies] == [
+        ("alert.opened", "acquisition_drift"),
+        ("alert.opened", promotion.ROLLBACK_MONITOR),
+    ]
+    rollback_alert = bodies[1]["alert"]
+    assert (rollback_alert["severity"], rollback_alert["site"]) == ("critical", "*")
+    assert "restored the previous champion" in rollback_alert["detail"]
+    request = receiver.requests[1]
+    assert verify_signature(
+        secret,
+        request.body,
+        request.headers["X-Radwatch-Timestamp"],
+        request.headers["X-Radwatch-Signature"],
+    )
+    with session_scope(sessions) as s:
+        trail = [r.action for r in s.scalars(select(AuditRecord).order_by(AuditRecord.id))]
+    assert trail.count("alert.opened") == 2
 
 
 def test_a_protocol_version_is_stored_with_the_model_in_mlflow(

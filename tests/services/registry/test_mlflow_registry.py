@@ -25,9 +25,9 @@ from services.core.errors import (
     UnknownModelError,
     ValidationFailedError,
 )
+from services.core.ports import ModelRegistry, ModelVersionInfo
 from services.core.processes import free_port
 from services.registry.mlflow_registry import MlflowRegistry
-from services.registry.protocols import ModelRegistry, ModelVersionInfo
 from tests.fixtures.profiles import random_profile
 from tests.fixtures.triton import make_test_model
 

@@ -13,12 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.change_protocols import service as protocols
 from services.core.db import session_scope
 from services.core.models import Dossier
 from services.core.processes import ManagedProcess, worker_argv
 from services.core.settings import Settings
-from services.change_protocols import service as protocols
 from services.retraining import service as retraining
+from tests.fixtures.broker import queued
 from tests.services.retraining import test_service as rt
 from tests.services.retraining.test_service import FINDING, Scenario, make_protocol
 
@@ -47,13 +48,9 @@ def auth(keys: dict[str, str], role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {keys[role]}"}
 
 
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, int]]:
-    calls: list[tuple[str, str, int]] = []
-    monkeypatch.setattr(
-        retraining, "send_retrain_task", lambda b, q, i: calls.append((b, q, i)) or True
-    )
-    return calls
+def sent(settings: Settings) -> list[tuple[str, tuple[object, ...]]]:
+    """What the API's real producer published to the embedded broker's training queue."""
+    return queued(settings, "training")
 
 
 def _dossier(sessions: sessionmaker[Session], model: str) -> int:
@@ -77,7 +74,6 @@ def test_start_run_roles_and_enqueue_after_commit(
     keys: dict[str, str],
     scenario: Scenario,
     settings: Settings,
-    sent: list[tuple[str, str, int]],
 ) -> None:
     url = f"/v1/models/{scenario.model}/retraining"
     assert api.post(url, json=BODY).status_code == 401
@@ -85,7 +81,7 @@ def test_start_run_roles_and_enqueue_after_commit(
         r = api.post(url, json=BODY, headers=auth(keys, role))
         assert r.status_code == 403, r.text
         assert r.json()["error"]["code"] == "forbidden"
-    assert sent == []
+    assert sent(settings) == []
     r = api.post(url, json={**BODY, "epochs": 3, "seed": 4}, headers=auth(keys, "mlops_engineer"))
     assert r.status_code == 202, r.text
     run = r.json()
@@ -94,12 +90,12 @@ def test_start_run_roles_and_enqueue_after_commit(
     assert run["requested_by"] == "test-mlops_engineer"
     assert (run["seed"], run["params"]["epochs"], run["parent_version"]) == (4, 3, 1)
     assert run["dossier_id"] is None
-    assert sent == [(settings.resolved_broker_url, "training", run["id"])]
+    assert sent(settings) == [(retraining.TASK_NAME, (run["id"],))]
 
     r = api.post(url, json=BODY, headers=auth(keys, "mlops_engineer"))
     assert r.status_code == 409
     assert f"run {run['id']}" in r.json()["error"]["message"]
-    assert len(sent) == 1  # nothing is sent for a refused (rolled back) request
+    assert len(sent(settings)) == 1  # nothing is sent for a refused (rolled back) request
 
     for role in ("mlops_engineer", "clinical_safety_officer", "auditor"):
         listed = api.get("/v1/retraining", headers=auth(keys, role))
@@ -136,7 +132,7 @@ def test_start_run_rejects_bad_bodies(
 
 
 def test_start_run_404_and_422_for_too_few_labels(
-    api: TestClient, keys: dict[str, str], scenario: Scenario, sent: list[Any]
+    api: TestClient, keys: dict[str, str], scenario: Scenario, settings: Settings
 ) -> None:
     h = auth(keys, "mlops_engineer")
     r = api.post("/v1/models/unknown-model/retraining", json=BODY, headers=h)
@@ -151,7 +147,7 @@ def test_start_run_404_and_422_for_too_few_labels(
     err = r.json()["error"]
     assert "needs at least 5000" in err["message"]
     assert err["details"] == {"labelled": 300, "required": 5000}
-    assert sent == []
+    assert sent(settings) == []
 
 
 def test_dossier_endpoints(

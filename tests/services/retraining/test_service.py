@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +29,13 @@ from pipelines.model import predict
 from pipelines.preprocess import to_model_input
 from pipelines.synth import RadiographGenerator, ShiftSpec
 from services.audit.service import verify
+from services.change_protocols import service as protocols
+from services.change_protocols.document import (
+    AcceptanceCriteria,
+    ChangeProtocolDocument,
+    RetrainingPolicy,
+    RobustnessCriterion,
+)
 from services.core.db import session_scope
 from services.core.errors import ConflictError, UnknownModelError, ValidationFailedError
 from services.core.models import (
@@ -42,18 +49,14 @@ from services.core.models import (
     PredictionEvent,
     RetrainingRun,
 )
-from services.core.settings import Settings, get_settings
-from services.change_protocols import service as protocols
-from services.retraining import service as retraining
-from services.retraining import flows as retraining_runner
-from services.change_protocols.document import (
-    AcceptanceCriteria,
-    ChangeProtocolDocument,
-    RetrainingPolicy,
-    RobustnessCriterion,
-)
+from services.core.runtime import Runtime
+from services.core.settings import Settings
 from services.registry.mlflow_registry import MlflowRegistry
+from services.retraining import flows as retraining_runner
+from services.retraining import service as retraining
 from services.serving.service import deploy_champion
+from tests.conftest import enqueuer_for
+from tests.fixtures.broker import queued
 from tests.pipelines.test_retrain import CHAMPION_CONFIG, trained_champion
 
 SITES = ("north", "central", "south")
@@ -194,22 +197,14 @@ def worker_settings(
     settings: Settings,
     server_registry: MlflowRegistry,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Settings]:
-    """The worker's process context on this test's database and the MLflow server."""
-    from services.worker import context
-
+    install_runtime: Callable[[Settings], Runtime],
+) -> Settings:
+    """The worker's process runtime on this test's database and the MLflow server."""
     configured = settings.model_copy(
         update={"mlflow_tracking_uri": server_registry.tracking_uri, "data_dir": tmp_path / "w"}
     )
-    monkeypatch.setenv("RADWATCH_DATA_DIR", str(tmp_path / "w"))
-    get_settings.cache_clear()
-    monkeypatch.setattr(context, "_context", context.build_context(configured))
-    try:
-        yield configured
-    finally:
-        context.reset_context()
-        get_settings.cache_clear()
+    install_runtime(configured)
+    return configured
 
 
 def audit_actions(sessions: sessionmaker[Session]) -> list[tuple[str, str, str]]:
@@ -507,35 +502,36 @@ def test_trigger_respects_severity_monitors_and_labels(scenario: Scenario) -> No
 
 
 def test_trigger_task_enqueues_after_commit_and_resends_stale_runs(
-    scenario: Scenario, worker_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    scenario: Scenario, worker_settings: Settings
 ) -> None:
+    """The real producer publishes to the embedded broker; the test reads the queue."""
     from services.retraining.tasks import retraining_triggers
     from services.worker.app import celery_app, create_celery
 
-    sent: list[tuple[str, str, int]] = []
-    monkeypatch.setattr(
-        retraining, "send_retrain_task", lambda b, q, i: sent.append((b, q, i)) or True
-    )
+    def sent() -> list[tuple[str, tuple[object, ...]]]:
+        return queued(worker_settings, "training")
+
     sc = scenario
     _windows(sc.sessions, sc.model, [True, True, True])
     assert retraining_triggers() == 1
     with session_scope(sc.sessions) as s:
         run = s.scalars(select(RetrainingRun)).one()
-    assert sent == [(worker_settings.resolved_broker_url, "training", run.id)]
-    sent.clear()
+    assert sent() == [(retraining.TASK_NAME, (run.id,))]
     # Nothing is sent for work that rolled back.
     s = sc.sessions()
-    retraining.enqueue_after_commit(s, broker_url="x", queue="training", run_ids=[99])
+    retraining.enqueue_after_commit(
+        s, enqueuer=enqueuer_for(worker_settings), queue="training", run_ids=[99]
+    )
     s.rollback()
     s.close()
-    assert sent == []
+    assert sent() == [(retraining.TASK_NAME, (run.id,))]
     # A queued run whose message was lost is sent again, once per RESEND_AFTER.
     with session_scope(sc.sessions) as s:
         retraining.get(s, run.id).created_at = datetime.now(UTC) - timedelta(hours=1)
     assert retraining_triggers() == 0
-    assert sent == [(worker_settings.resolved_broker_url, "training", run.id)]
+    assert sent() == [(retraining.TASK_NAME, (run.id,))] * 2
     assert retraining_triggers() == 0
-    assert len(sent) == 1
+    assert len(sent()) == 2
 
     assert {retraining.TASK_NAME, "lifecycle.retraining_triggers"} <= set(celery_app.tasks)
     app = create_celery(worker_settings)

@@ -20,9 +20,10 @@ from pipelines.contract import (
     TRITON_OUTPUT_EMBEDDING,
     TRITON_OUTPUT_PROBS,
 )
+from pipelines.errors import ExportConflictError as ConflictError
+from pipelines.errors import InvalidExportError as ValidationFailedError
 from pipelines.export_triton import export_model, render_config, weights_digest
 from pipelines.model import RadiographNet, load_exported
-from services.core.errors import ConflictError, ValidationFailedError
 from tests.fixtures.triton import make_test_model
 
 
