@@ -38,13 +38,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from services.core.models import Alert
+from services.core.models import Alert, as_utc
 from services.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,7 @@ def iso_utc(value: datetime | None) -> str | None:
     """ISO 8601 in UTC, or None. SQLite hands back naive datetimes, which are UTC here."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat()
+    return as_utc(value).isoformat()
 
 
 def payload(event: str, alert: Alert) -> dict[str, Any]:

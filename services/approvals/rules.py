@@ -113,7 +113,7 @@ def refusals(
                 ConflictError,
             )
         ]
-    if as_utc(request.expires_at) <= as_utc(now):
+    if request.expires_at <= now:
         return [
             Refusal(
                 "expired",

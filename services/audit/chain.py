@@ -29,10 +29,12 @@ import math
 import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import PurePath
 from typing import Any, Literal
 from uuid import UUID
+
+from services.core.models import as_utc
 
 #: ``prev_hash`` of the first record.
 GENESIS = "0" * 64
@@ -59,9 +61,7 @@ BreakReason = Literal["content_edited", "chain_broken", "malformed", "anchor_mis
 def iso_utc(at: datetime) -> str:
     """The canonical time: UTC, microseconds, ``Z``. A naive time is taken as UTC, because SQLite
     hands back the stored UTC time without its zone."""
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return as_utc(at).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def json_safe(value: Any) -> Any:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class AuditRecordOut(BaseModel):
@@ -23,12 +23,6 @@ class AuditRecordOut(BaseModel):
     payload: dict[str, Any]
     prev_hash: str
     hash: str
-
-    @field_validator("at")
-    @classmethod
-    def _utc(cls, at: datetime) -> datetime:
-        # SQLite returns the stored UTC time without its zone.
-        return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 class AuditPage(BaseModel):

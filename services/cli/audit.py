@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from services.audit.chain import GENESIS, VerifyResult
+from services.core.models import as_utc
 
 app = typer.Typer(
     help="The tamper-evident audit trail: verify its hash chain, export it.",
@@ -59,7 +60,7 @@ def _when(value: str | None, option: str) -> datetime | None:
         raise _error(
             f"{option} {value!r} is not an ISO-8601 time, e.g. 2026-11-30 or 2026-11-30T12:00Z."
         ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return as_utc(parsed)
 
 
 def _report(result: VerifyResult, *, what: str) -> None:

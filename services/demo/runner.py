@@ -13,7 +13,7 @@ import shutil
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from pipelines.train import TrainConfig
 from services.auth.service import create_key
 from services.core.db import migrate, session_scope
 from services.core.errors import UnavailableError
-from services.core.models import Role
+from services.core.models import Role, as_utc
 from services.core.processes import api_process, free_port, settings_env, worker_process
 from services.core.progress import make_progress
 from services.core.settings import Settings
@@ -404,7 +404,7 @@ def _promote(
 
 def _when(text: str) -> datetime:
     at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return as_utc(at)
 
 
 def _wait_for_windows(

@@ -52,6 +52,4 @@ def ingest_labels(
 
 def _key(key: tuple[Any, ...]) -> tuple[Any, ...]:
     study, finding, source, reported_at = key
-    if reported_at.tzinfo is None:  # SQLite hands back naive UTC
-        reported_at = reported_at.replace(tzinfo=UTC)
     return (study, finding, source, reported_at.timestamp())

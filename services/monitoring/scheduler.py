@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from pipelines.profile import ReferenceProfile
 from services.core.db import advisory_lock
-from services.core.models import Deployment, Monitor, MonitorResult, PredictionEvent, as_utc
+from services.core.models import Deployment, Monitor, MonitorResult, PredictionEvent
 from services.core.ports import Enqueuer
 from services.events import repository as events
 from services.labels.repository import labels_for_events
@@ -97,7 +97,7 @@ def _next_window(
     now: datetime,
     mark: events.Watermark,
 ) -> _Window | None:
-    ready_at = min(now, as_utc(mark.at))
+    ready_at = min(now, mark.at)
     wait = (
         timedelta(seconds=spec.label_wait_s)
         if isinstance(spec, PerformanceSpec | FairnessSpec)
@@ -121,7 +121,7 @@ def _next_window(
         )
         if len(rows) < size:
             return None
-        if wait is not None and as_utc(rows[-1].created_at) + wait > now:
+        if wait is not None and rows[-1].created_at + wait > now:
             return None
         return _Window(index, rows, None, None, rows[0].id, rows[-1].id)
 
@@ -131,13 +131,13 @@ def _next_window(
     # Windows are aligned to multiples of ``seconds`` since the Unix epoch. Stretches without
     # events are skipped rather than stored as empty windows: the next window is the aligned
     # one that holds the next stored event.
-    after = as_utc(last.window_end) if last is not None and last.window_end is not None else None
+    after = last.window_end if last is not None and last.window_end is not None else None
     first = events.first_stored_at(
         session, model_name=monitor.model_name, site=scope, at_or_after=after
     )
     if first is None:
         return None
-    aligned = math.floor(as_utc(first).timestamp() / seconds) * seconds
+    aligned = math.floor(first.timestamp() / seconds) * seconds
     start = datetime.fromtimestamp(aligned, tz=UTC)
     if after is not None and start < after:
         start = after

@@ -14,8 +14,10 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
+
+from services.core.models import as_utc
 
 MAX_DEPTH = 6
 MAX_ITEMS = 200
@@ -281,7 +283,7 @@ def plot(key: str, value: object) -> Plot | None:
 
 
 def utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return as_utc(at)
 
 
 def fmt_time(at: datetime | None) -> str:

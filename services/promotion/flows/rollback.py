@@ -25,7 +25,6 @@ from services.core.models import (
     PromotionState,
     RoutingMode,
     Severity,
-    as_utc,
 )
 from services.core.runtime import Runtime
 from services.promotion import repository
@@ -144,7 +143,7 @@ def rollback_trigger(session: Session, model_name: str) -> Alert | None:
     if row is None:
         return None
     protocol = protocols.parse(row.document)
-    finished = as_utc(last.finished_at)
+    finished = last.finished_at
     candidates = alerts_repository.unresolved(
         session, model_name, opened_since=finished, exclude_monitor=ROLLBACK_MONITOR
     )

@@ -25,7 +25,6 @@ from services.core.models import (
     PromotionKind,
     PromotionState,
     RoutingMode,
-    as_utc,
 )
 from services.core.runtime import Runtime
 from services.events import repository as events
@@ -126,7 +125,7 @@ class StageProgress:
 def progress(
     session: Session, promotion: Promotion, protocol: ChangeProtocolDocument
 ) -> StageProgress:
-    since = as_utc(promotion.stage_started_at)
+    since = promotion.stage_started_at
     minutes = (datetime.now(UTC) - since).total_seconds() / 60.0
     plan = protocol.rollout
     if promotion.stage == RoutingMode.SHADOW:

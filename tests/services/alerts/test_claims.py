@@ -18,6 +18,7 @@ from services.auth.service import Principal
 from services.core.db import make_engine, make_sessionmaker, migrate, session_scope
 from services.core.models import DeliveryStatus, Role, WebhookDelivery
 from services.core.settings import Settings
+from tests.conftest import enqueuer_for
 from tests.fixtures.webhooks import Receiver
 from tests.services.alerts.conftest import Clock, seed_alert
 
@@ -152,7 +153,7 @@ def test_claims_and_deliveries_work_on_sqlite(
         alert_id = seed_alert(lite, site="south")
         who = Principal(key_id=1, name="alice", role=Role.MLOPS_ENGINEER)
         with session_scope(lite) as s:
-            service.resolve(s, alert_id, principal=who, note=None, settings=cfg)
+            service.resolve(s, alert_id, principal=who, note=None, enqueuer=enqueuer_for(cfg))
         result = deliver_due(lite, settings=cfg, now=clock)
         # Two subscriptions match: the seeding one (a closed port, retried) and the receiver.
         assert (result.attempted, result.delivered, result.retrying) == (2, 1, 1)

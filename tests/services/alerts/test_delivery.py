@@ -18,6 +18,7 @@ from services.core.db import session_scope
 from services.core.models import DeliveryStatus, Role, WebhookDelivery
 from services.core.processes import free_port
 from services.core.settings import Settings
+from tests.conftest import enqueuer_for
 from tests.fixtures.webhooks import Receiver
 from tests.services.alerts.conftest import Clock, seed_alert
 
@@ -33,7 +34,9 @@ def _subscribe(sessions: sessionmaker[Session], url: str, secret: str = SECRET) 
 def _acknowledge(sessions: sessionmaker[Session], settings: Settings) -> int:
     alert_id = seed_alert(sessions)
     with session_scope(sessions) as s:
-        service.acknowledge(s, alert_id, principal=ALICE, note=None, settings=settings)
+        service.acknowledge(
+            s, alert_id, principal=ALICE, note=None, enqueuer=enqueuer_for(settings)
+        )
     return alert_id
 
 
@@ -192,7 +195,7 @@ def test_deactivated_subscription_gets_nothing_more(
     # And later changes no longer write deliveries for it.
     other = seed_alert(sessions, site="south")
     with session_scope(sessions) as s:
-        service.resolve(s, other, principal=ALICE, note=None, settings=settings)
+        service.resolve(s, other, principal=ALICE, note=None, enqueuer=enqueuer_for(settings))
         assert len(s.scalars(select(WebhookDelivery)).all()) == 1
 
 

@@ -19,6 +19,7 @@ from services.core.settings import Settings
 from services.monitoring import drift, scheduler
 from services.monitoring import service as monitors
 from services.serving.service import deploy_champion
+from tests.conftest import enqueuer_for
 
 SITES = ("north", "south")
 VENDOR = {"north": "Acme", "south": "Borealis"}
@@ -112,7 +113,7 @@ def run_due(
                 assert dep is not None
                 r = scheduler.compute_next_window(
                     s,
-                    settings=settings,
+                    enqueuer=enqueuer_for(settings),
                     monitor=monitor,
                     deployment=dep,
                     profile=profile,

@@ -32,6 +32,7 @@ from services.monitoring.specs import (
     WindowSpec,
 )
 from services.serving.service import deploy_champion
+from tests.conftest import enqueuer_for
 from tests.services.monitoring.test_drift_windows import _add_events, _profile, run_due
 
 PROFILE = _profile()
@@ -170,7 +171,12 @@ def test_a_crashed_window_is_retried(sessions: Any, settings: Settings, deployme
             assert monitor is not None
             assert dep is not None
             r = scheduler.compute_next_window(
-                s, settings=settings, monitor=monitor, deployment=dep, profile=PROFILE, site="north"
+                s,
+                enqueuer=enqueuer_for(settings),
+                monitor=monitor,
+                deployment=dep,
+                profile=PROFILE,
+                site="north",
             )
             assert r is not None
             raise RuntimeError("worker died before commit")

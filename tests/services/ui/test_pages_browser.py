@@ -148,7 +148,7 @@ def test_review_dossier_then_wrong_password_then_reject(
     assert (decision.approver, decision.decision, decision.reauth) == (ADA, "reject", "password")
     assert re.fullmatch(r"[0-9a-f]{64}", decision.signature)
     assert decision.signature in page.locator("table.decisions").inner_text()
-    assert "This request is rejected" in page.locator("#cannot-decide").inner_text()
+    assert "is rejected, not pending" in page.locator("#cannot-decide").inner_text()
     screenshot(page, "dossier-rejected")
 
     page.get_by_role("link", name="History").click()
@@ -190,10 +190,10 @@ def test_engineer_who_trained_it_is_refused(
     assert "only a clinical safety officer can sign decisions" in page.inner_text("main")
     page.goto(f"/ui/approvals/{seed.approve_id}")
     blocked = page.locator("#cannot-decide").inner_text()
-    assert "Four-eyes rule: you (eve.engineer) triggered or trained cxr-classifier version 8" in (
+    assert "Four-eyes rule: 'eve.engineer' triggered or trained cxr-classifier version 8" in (
         blocked
     )
-    assert "read-only for you" in blocked
+    assert "for whom sign-off is read-only" in blocked
     assert page.locator("form.decision-form").count() == 0
     screenshot(page, "four-eyes")
 
@@ -241,7 +241,7 @@ def test_failed_criteria_need_an_override_and_two_approvers(
     page.wait_for_url(re.compile(r"signed=approve"))
     assert "waits for 1 more approval" in page.get_by_role("status").inner_text()
     assert request_state(sessions, seed.failed_id) == "pending"
-    assert "You already signed this request" in page.locator("#cannot-decide").inner_text()
+    assert "'Dr Ada' already signed request" in page.locator("#cannot-decide").inner_text()
     screenshot(page, "override-first-approval")
     sign_out(page)
 

@@ -192,7 +192,7 @@ def test_auditor_reads_everything_and_signs_nothing(ui_client: TestClient, seed:
     assert "only a clinical safety officer can sign decisions" in listing.text
     view = ui_client.get(f"/ui/approvals/{seed.reject_id}")
     assert view.status_code == 200
-    assert "read-only for you" in view.text
+    assert "for whom sign-off is read-only" in view.text
     assert 'class="card decision-form"' not in view.text
     assert ui_client.get("/ui/history").status_code == 200
     document = ui_client.get(f"/ui/approvals/{seed.reject_id}/dossier.json")
