@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.fixtures.mlflow_server",
     "tests.fixtures.lifecycle",
     "tests.fixtures.webhooks",
+    "tests.fixtures.redis_db",
 ]
 
 PG_ADMIN_DSN = os.environ.get("RADWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -10,24 +10,24 @@ import json
 from pathlib import Path
 
 import pytest
-import redis
 from rich.console import Console
 
 from pipelines.train import TrainConfig
 from services.core.settings import Settings
 from services.demo.runner import DemoOptions, run_story
-from tests.conftest import REDIS_URL
 
 #: A Redis database index of its own, flushed first, so the machine's other users are untouched.
-BROKER_DB = 11
 
 
 @pytest.mark.e2e
 def test_vendor_switch_alerts_on_that_site_only(  # type: ignore[no-untyped-def]
-    database_url: str, mlflow_server_uri: str, tmp_path: Path, artifacts_dir: Path
+    database_url: str,
+    redis_db_url: str,
+    mlflow_server_uri: str,
+    tmp_path: Path,
+    artifacts_dir: Path,
 ):
-    broker = f"{REDIS_URL}/{BROKER_DB}"
-    redis.Redis.from_url(broker).flushdb()
+    broker = redis_db_url
     settings = Settings(
         environment="test",
         data_dir=tmp_path / "data",

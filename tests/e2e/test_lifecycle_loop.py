@@ -15,16 +15,12 @@ import json
 from pathlib import Path
 
 import pytest
-import redis
 from rich.console import Console
 
 from pipelines.train import TrainConfig
 from services.core.settings import Settings
 from services.demo import lifecycle as demo_lifecycle
 from services.demo.runner import DemoOptions, run_story
-from tests.conftest import REDIS_URL
-
-BROKER_DB = 10
 
 #: Criteria a tiny model on 900 studies can meet; the rollout is short.
 LENIENT = {
@@ -43,13 +39,13 @@ LENIENT = {
 @pytest.mark.e2e
 def test_alert_to_retraining_to_signed_promotion(  # type: ignore[no-untyped-def]
     database_url: str,
+    redis_db_url: str,
     mlflow_server_uri: str,
     tmp_path: Path,
     artifacts_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ):
-    broker = f"{REDIS_URL}/{BROKER_DB}"
-    redis.Redis.from_url(broker).flushdb()
+    broker = redis_db_url
     monkeypatch.setattr("services.demo.runner.DEMO_PROTOCOL", LENIENT)
     settings = Settings(
         environment="test",

@@ -53,7 +53,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import yaml
 
 from pipelines.synth import Study
@@ -73,11 +72,8 @@ from services.monitoring.flows import deploy
 from services.registry.service import train_and_register
 from services.serving.server import TritonServerProcess
 from services.wiring import build_runtime
-from tests.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[3]
-#: A Redis database of its own (flushed first): e2e uses 11, the metrics tests 12 and 13.
-BROKER_DB = 14
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 STUDIES = 900
 SEED = 7
@@ -282,12 +278,11 @@ def _declare_monitors(client: httpx.Client, model: str) -> None:
 
 @pytest.fixture
 def live_stack(  # type: ignore[no-untyped-def]
-    database_url: str, mlflow_server_uri: str, tmp_path: Path
+    database_url: str, redis_db_url: str, mlflow_server_uri: str, tmp_path: Path
 ) -> Iterator[Stack]:
     if not Path(PROMETHEUS).exists():
         pytest.fail("Debian's prometheus binary is missing: scripts/install.sh --dev installs it")
-    broker = f"{REDIS_URL}/{BROKER_DB}"
-    redis.Redis.from_url(broker).flushdb()
+    broker = redis_db_url
     settings = Settings(
         environment="test",
         data_dir=tmp_path / "data",

@@ -5,16 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import redis
 from kombu import Connection
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.core.processes import free_port
 from services.metrics.broker import BrokerCollector
-from tests.conftest import REDIS_URL
-
-REDIS_DB = 12  # the machine's shared Redis; this test owns db 12 and flushes it
 
 
 def scrape(collector: BrokerCollector) -> dict[str, dict[tuple[str, ...], float]]:
@@ -28,10 +24,9 @@ def scrape(collector: BrokerCollector) -> dict[str, dict[tuple[str, ...], float]
 
 
 @pytest.fixture
-def redis_url() -> str:
-    url = f"{REDIS_URL}/{REDIS_DB}"
-    redis.Redis.from_url(url).flushdb()
-    return url
+def redis_url(redis_db_url: str) -> str:
+    """A Redis database leased for this test (tests/fixtures/redis_db.py)."""
+    return redis_db_url
 
 
 def _publish(url: str, queue: str, n: int) -> None:

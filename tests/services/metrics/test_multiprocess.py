@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,9 +20,6 @@ from services.core.settings import Settings
 from services.metrics.celery import CeleryCollector
 from services.registry.mlflow_registry import MlflowRegistry
 from services.worker.app import create_celery
-from tests.conftest import REDIS_URL
-
-REDIS_DB = 13  # the machine's shared Redis; this module owns db 13 and flushes it
 
 
 def _values(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -66,10 +62,9 @@ def test_api_counters_agree_across_worker_processes(settings: Settings, tmp_path
 
 
 @pytest.fixture
-def broker_url() -> str:
-    url = f"{REDIS_URL}/{REDIS_DB}"
-    redis.Redis.from_url(url).flushdb()
-    return url
+def broker_url(redis_db_url: str) -> str:
+    """A Redis database leased for this test (tests/fixtures/redis_db.py)."""
+    return redis_db_url
 
 
 def _celery_samples(broker_url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
