@@ -33,7 +33,17 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
-from pipelines.contract import EMBEDDING_DIM, FINDINGS, IMAGE_SIZE, TRITON_MAX_BATCH
+from pipelines.contract import (
+    EMBEDDING_DIM,
+    FINDINGS,
+    IMAGE_SIZE,
+    TRITON_INPUT,
+    TRITON_MAX_BATCH,
+    TRITON_OUTPUT_EMBEDDING,
+    TRITON_OUTPUT_PROBS,
+)
+from pipelines.preprocess import NORM_MEAN, NORM_STD
+from pipelines.spec import ModelSpec, parse_spec
 
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
@@ -226,3 +236,49 @@ def predict(
     if not probs:
         raise ValueError("predict needs at least one input image")
     return np.concatenate(probs), np.concatenate(embs)
+
+
+def builtin_spec(
+    config: ModelConfig | None = None, *, thresholds: dict[str, float] | None = None
+) -> ModelSpec:
+    """RadiographNet as a :class:`~pipelines.spec.ModelSpec`, like any imported model.
+
+    The only place outside this model's own code where :mod:`pipelines.contract` reaches the
+    rest of radwatch: everything downstream reads the spec. ``probe`` retraining, because
+    radwatch refits the heads on stored embeddings.
+    """
+    config = config or ModelConfig()
+    if config.n_findings != len(FINDINGS):
+        raise ValueError(f"RadiographNet has {len(FINDINGS)} findings, got {config.n_findings}")
+    thresholds = thresholds or {}
+    return parse_spec(
+        {
+            "runtime": "torch-export",
+            "modality": "radiograph",
+            "dimensionality": 2,
+            "input": {"name": TRITON_INPUT, "shape": [1, IMAGE_SIZE, IMAGE_SIZE]},
+            "preprocessing": {
+                "resize_mode": "bilinear",
+                "antialias": True,
+                "normalize": {"kind": "fixed", "mean": NORM_MEAN, "std": NORM_STD},
+            },
+            "outputs": [
+                {
+                    "kind": "findings",
+                    "tensor": TRITON_OUTPUT_PROBS,
+                    "findings": [
+                        {"name": f, "threshold": thresholds.get(f, 0.5)} for f in FINDINGS
+                    ],
+                },
+                {
+                    "kind": "embedding",
+                    "tensor": TRITON_OUTPUT_EMBEDDING,
+                    "width": config.embedding_dim,
+                },
+            ],
+            "retraining": {"kind": "probe"},
+            "max_batch_size": TRITON_MAX_BATCH,
+            "description": "RadiographNet: radwatch's built-in chest radiograph classifier "
+            "(small CNN encoder and one sigmoid head per finding), trained on synthetic images.",
+        }
+    )
