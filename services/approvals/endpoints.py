@@ -11,9 +11,9 @@ Who may do what (the authorization matrix test checks every route against every 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 
 from services.approvals import rules
 from services.approvals import service as approvals
@@ -27,29 +27,14 @@ from services.approvals.schemas import (
     ReauthOut,
 )
 from services.auth import users
-from services.auth.service import Principal
-from services.core.models import ApprovalDecision, ApprovalRequest, Role
-from services.http.deps import ANY_ROLE, SessionDep, StateDep, require_roles
-from services.http.errors import COMMON_RESPONSES, ErrorBody
+from services.core.models import ApprovalDecision, ApprovalRequest
+from services.http.deps import Anyone, Engineer, Officer, SessionDep, StateDep
+from services.http.errors import COMMON_RESPONSES, STATE_RESPONSES, ErrorBody
 
 router = APIRouter(tags=["lifecycle"])
 
 RequestId = Annotated[int, Path(ge=1, le=MAX_ID, description="The approval request's id.")]
-ModelName = Annotated[str, Path(min_length=1, max_length=128)]
-Anyone = Annotated[Principal, Depends(require_roles(*ANY_ROLE))]
-Officer = Annotated[Principal, Depends(require_roles(Role.CLINICAL_SAFETY_OFFICER))]
-Engineer = Annotated[Principal, Depends(require_roles(Role.MLOPS_ENGINEER))]
-Steward = Annotated[
-    Principal, Depends(require_roles(Role.MLOPS_ENGINEER, Role.CLINICAL_SAFETY_OFFICER))
-]
-
-Responses = dict[int | str, dict[str, Any]]
-_ERR: Responses = {
-    404: {"model": ErrorBody, "description": "Unknown request, model or version."},
-    409: {"model": ErrorBody, "description": "The current state does not allow this."},
-    422: {"model": ErrorBody, "description": "Bad body."},
-    **COMMON_RESPONSES,
-}
+_ERR = STATE_RESPONSES
 
 
 def _out(row: ApprovalRequest, decisions: Sequence[ApprovalDecision]) -> ApprovalOut:

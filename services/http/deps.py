@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from services.auth import service as auth
@@ -63,3 +63,15 @@ def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
 
 
 ANY_ROLE = (Role.MLOPS_ENGINEER, Role.CLINICAL_SAFETY_OFFICER, Role.AUDITOR)
+
+
+#: The principals the endpoints ask for, by role (one definition for every router).
+Anyone = Annotated[Principal, Depends(require_roles(*ANY_ROLE))]
+Officer = Annotated[Principal, Depends(require_roles(Role.CLINICAL_SAFETY_OFFICER))]
+Engineer = Annotated[Principal, Depends(require_roles(Role.MLOPS_ENGINEER))]
+#: Either of the two roles that look after a model's lifecycle.
+Steward = Annotated[
+    Principal, Depends(require_roles(Role.MLOPS_ENGINEER, Role.CLINICAL_SAFETY_OFFICER))
+]
+#: A registered model's name in a URL path.
+ModelName = Annotated[str, Path(min_length=1, max_length=128, description="Registered model.")]

@@ -120,3 +120,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return _respond(request, "internal_error", "Internal error; it has been logged.", 500)
+
+
+Responses = dict[int | str, dict[str, Any]]
+#: Responses of an endpoint that changes a lifecycle object (request, protocol, promotion).
+STATE_RESPONSES: Responses = {
+    404: {"model": ErrorBody, "description": "Unknown request, model or version."},
+    409: {"model": ErrorBody, "description": "The current state does not allow this."},
+    422: {"model": ErrorBody, "description": "Bad body."},
+    **COMMON_RESPONSES,
+}

@@ -4,37 +4,21 @@ promotions (every role)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
-from services.auth.service import Principal
 from services.core.errors import NotFoundError
-from services.core.models import Role
-from services.http.deps import ANY_ROLE, SessionDep, StateDep, require_roles
-from services.http.errors import COMMON_RESPONSES, ErrorBody
+from services.http.deps import Anyone, Engineer, ModelName, SessionDep, StateDep, Steward
+from services.http.errors import COMMON_RESPONSES, STATE_RESPONSES
 from services.promotion import flows as promotion
 from services.promotion import repository
 from services.promotion.schemas import AdvanceIn, PromotionIn, PromotionOut, ReasonIn
 
 router = APIRouter(tags=["lifecycle"])
 
-ModelName = Annotated[str, Path(min_length=1, max_length=128)]
-Anyone = Annotated[Principal, Depends(require_roles(*ANY_ROLE))]
-Officer = Annotated[Principal, Depends(require_roles(Role.CLINICAL_SAFETY_OFFICER))]
-Engineer = Annotated[Principal, Depends(require_roles(Role.MLOPS_ENGINEER))]
-Steward = Annotated[
-    Principal, Depends(require_roles(Role.MLOPS_ENGINEER, Role.CLINICAL_SAFETY_OFFICER))
-]
-
-Responses = dict[int | str, dict[str, Any]]
-_ERR: Responses = {
-    404: {"model": ErrorBody, "description": "Unknown request, model or version."},
-    409: {"model": ErrorBody, "description": "The current state does not allow this."},
-    422: {"model": ErrorBody, "description": "Bad body."},
-    **COMMON_RESPONSES,
-}
+_ERR = STATE_RESPONSES
 
 
 def _promotion(session: Session, promotion_id: int) -> PromotionOut:

@@ -9,7 +9,7 @@ auditors).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse
@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from services.auth.service import Principal
 from services.core.models import RetrainingRun, Role
-from services.http.deps import ANY_ROLE, SessionDep, StateDep, require_roles
-from services.http.errors import COMMON_RESPONSES, ErrorBody
+from services.http.deps import Anyone, Engineer, ModelName, SessionDep, StateDep, require_roles
+from services.http.errors import COMMON_RESPONSES, ErrorBody, Responses
 from services.retraining import dossiers
 from services.retraining import service as retraining
 from services.retraining.schemas import (
@@ -30,17 +30,13 @@ from services.retraining.schemas import (
 
 router = APIRouter(tags=["retraining"])
 
-ModelName = Annotated[str, Path(min_length=1, max_length=128, description="Registered model.")]
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The retraining run's id.")]
 DossierId = Annotated[int, Path(ge=1, le=MAX_ID, description="The dossier's id.")]
-Engineer = Annotated[Principal, Depends(require_roles(Role.MLOPS_ENGINEER))]
-Anyone = Annotated[Principal, Depends(require_roles(*ANY_ROLE))]
 Reviewer = Annotated[
     Principal,
     Depends(require_roles(Role.CLINICAL_SAFETY_OFFICER, Role.MLOPS_ENGINEER, Role.AUDITOR)),
 ]
 
-Responses = dict[int | str, dict[str, Any]]
 _START: Responses = {
     404: {"model": ErrorBody, "description": "No deployed champion of this model."},
     409: {"model": ErrorBody, "description": "A run of this model is already queued or running."},

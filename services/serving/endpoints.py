@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 
-from services.auth.service import Principal
 from services.core.errors import NotFoundError
 from services.core.models import RoutingMode
-from services.http.deps import ANY_ROLE, SessionDep, StateDep, require_roles
+from services.http.deps import ANY_ROLE, Anyone, ModelName, SessionDep, StateDep, require_roles
 from services.http.errors import COMMON_RESPONSES, ErrorBody
 from services.serving import routing as routing_service
 from services.serving import service, shadow
@@ -17,8 +16,6 @@ from services.serving.service import champion
 router = APIRouter(tags=["models"])
 lifecycle_router = APIRouter(tags=["lifecycle"])
 
-ModelName = Annotated[str, Path(min_length=1, max_length=128)]
-Anyone = Annotated[Principal, Depends(require_roles(*ANY_ROLE))]
 _ERR: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Unknown model or version."},
     422: {"model": ErrorBody, "description": "Bad parameters."},
