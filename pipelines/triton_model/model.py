@@ -1,18 +1,26 @@
-"""Triton Python-backend model: runs a ``torch.export`` archive of RadiographNet on CPU.
+"""Triton Python-backend model: serves any exported model version on CPU, as its config says.
 
 Copied verbatim into ``<repository>/<model>/<version>/model.py`` by
-:func:`pipelines.export_triton.export_model`; the archive ``model.pt2`` sits next to it.
+:mod:`pipelines.export_triton`; the artifact sits next to it. The config (written from the
+model's spec) says everything this file needs:
 
-Tensor names come from the model config (the first input; the outputs in the order
-probabilities, embedding) so that ``pipelines.contract`` stays their only source. It imports only
-the standard library, numpy, torch and (inside the stub, lazily) Triton's
-``triton_python_backend_utils``, because the stub's interpreter has nothing of radwatch on its
-path. Importing this file outside Triton is harmless: nothing runs at import time.
+* ``RADWATCH_RUNTIME``: ``torch-export`` (a ``torch.export`` archive) or ``onnx`` (run by
+  onnxruntime, imported lazily so a torch model needs no onnxruntime);
+* ``RADWATCH_ARTIFACT``: the artifact's file name in the version folder;
+* ``TORCH_NUM_THREADS``: intra-op threads of one instance, for torch and onnxruntime alike,
+  overridden by the server's ``RADWATCH_TORCH_THREADS`` environment variable;
+* the first input's name and the outputs' names, in order.
 
-Threads: a CPU instance uses ``TORCH_NUM_THREADS`` threads (model config parameter, written by the
-exporter, default 1), overridden by the ``RADWATCH_TORCH_THREADS`` environment variable of the
-server. One thread per instance is the default because Triton scales by instances and by
-dynamic batching, and oversubscribed intra-op threads slow every instance down.
+Configs written before the runtime was a parameter have none; they mean ``torch-export`` and
+``model.pt2``, the only format there was. A torch model that returns a tuple gives the config's
+outputs in order; one that returns a dict gives them by name (as an ONNX model does).
+
+It imports only the standard library, numpy, torch, onnxruntime (for ONNX) and, inside the stub,
+Triton's ``triton_python_backend_utils``, because the stub's interpreter has nothing of radwatch
+on its path. Importing this file outside Triton is harmless: nothing runs at import time.
+
+One thread per instance is the default because Triton scales by instances and by dynamic
+batching, and oversubscribed intra-op threads slow every instance down.
 """
 
 from __future__ import annotations
@@ -20,25 +28,98 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
-ARCHIVE_NAME = "model.pt2"
+RUNTIME_PARAMETER = "RADWATCH_RUNTIME"
+ARTIFACT_PARAMETER = "RADWATCH_ARTIFACT"
 THREADS_PARAMETER = "TORCH_NUM_THREADS"
 THREADS_ENV = "RADWATCH_TORCH_THREADS"
+DEFAULT_RUNTIME = "torch-export"
+DEFAULT_ARTIFACT = "model.pt2"
+
+Array = npt.NDArray[np.float32]
+#: A loaded model: one float32 batch in, every output by name out.
+Runner = Callable[[Array], dict[str, Array]]
 
 
-def _thread_count(model_config: dict[str, Any]) -> int:
-    raw = os.environ.get(THREADS_ENV)
-    if not raw:
-        param = model_config.get("parameters", {}).get(THREADS_PARAMETER, {})
-        raw = param.get("string_value") or "1"
+def _parameter(model_config: Mapping[str, Any], key: str, default: str) -> str:
+    value = model_config.get("parameters", {}).get(key, {}).get("string_value")
+    return str(value) if value else default
+
+
+def _thread_count(model_config: Mapping[str, Any]) -> int:
+    raw = os.environ.get(THREADS_ENV) or _parameter(model_config, THREADS_PARAMETER, "1")
     threads = int(raw)
     if threads < 1:
         raise ValueError(f"{THREADS_ENV}/{THREADS_PARAMETER} must be >= 1, got {raw!r}")
     return threads
+
+
+def _as_float32(value: Any) -> Array:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return np.ascontiguousarray(value, dtype=np.float32)
+
+
+def _by_name(result: Any, names: Sequence[str]) -> dict[str, Array]:
+    """Name a model's result: a mapping by name, else a sequence (or one tensor) in order."""
+    if isinstance(result, Mapping):
+        if missing := [n for n in names if n not in result]:
+            raise KeyError(f"the model returned {sorted(result)}, not {missing}")
+        return {n: _as_float32(result[n]) for n in names}
+    values = [result] if isinstance(result, torch.Tensor) else list(result)
+    if len(values) != len(names):
+        raise ValueError(f"the model returned {len(values)} outputs; the config has {len(names)}")
+    return {n: _as_float32(v) for n, v in zip(names, values, strict=True)}
+
+
+def torch_runner(path: str, output_names: Sequence[str], threads: int) -> Runner:
+    """Load a ``torch.export`` archive; run it under ``inference_mode``."""
+    torch.set_num_threads(threads)
+    # Only settable before the first parallel region; a fresh stub process has not run one.
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+    module = torch.export.load(path).module()
+
+    def run(batch: Array) -> dict[str, Array]:
+        with torch.inference_mode():
+            return _by_name(module(torch.from_numpy(batch)), output_names)
+
+    return run
+
+
+def onnx_runner(path: str, input_name: str, output_names: Sequence[str], threads: int) -> Runner:
+    """Open an ONNX model in onnxruntime on the CPU provider, ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    names = list(output_names)
+
+    def run(batch: Array) -> dict[str, Array]:
+        return _by_name(session.run(names, {input_name: batch}), names)
+
+    return run
+
+
+def load_runner(model_config: Mapping[str, Any], version_dir: str) -> Runner:
+    """The runner the config asks for, over the artifact in ``version_dir``."""
+    runtime = _parameter(model_config, RUNTIME_PARAMETER, DEFAULT_RUNTIME)
+    path = os.path.join(version_dir, _parameter(model_config, ARTIFACT_PARAMETER, DEFAULT_ARTIFACT))
+    threads = _thread_count(model_config)
+    output_names = [o["name"] for o in model_config["output"]]
+    if runtime == "torch-export":
+        return torch_runner(path, output_names, threads)
+    if runtime == "onnx":
+        return onnx_runner(path, model_config["input"][0]["name"], output_names, threads)
+    raise ValueError(f"{RUNTIME_PARAMETER} must be 'torch-export' or 'onnx', got {runtime!r}")
 
 
 class TritonPythonModel:
@@ -46,24 +127,19 @@ class TritonPythonModel:
 
     def initialize(self, args: dict[str, str]) -> None:
         model_config = json.loads(args["model_config"])
-        threads = _thread_count(model_config)
-        torch.set_num_threads(threads)
-        # Only settable before the first parallel region; a fresh stub process has not run one.
-        with contextlib.suppress(RuntimeError):
-            torch.set_num_interop_threads(1)
-        archive = os.path.join(args["model_repository"], args["model_version"], ARCHIVE_NAME)
-        self.module = torch.export.load(archive).module()
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        self.run = load_runner(model_config, version_dir)
         self.input_name = model_config["input"][0]["name"]
-        self.probs_name, self.embedding_name = (o["name"] for o in model_config["output"])
+        self.output_names = [o["name"] for o in model_config["output"]]
         self.model_name = args["model_name"]
         self.model_version = args["model_version"]
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """Run all requests of one dynamic batch as a single forward pass.
 
-        Triton guarantees the summed batch is at most ``max_batch_size``, which is also the
-        archive's largest dynamic batch. A failure answers every request with the error instead
-        of crashing the stub.
+        Triton guarantees the summed batch is at most ``max_batch_size``, which the artifact
+        must accept. A failure answers every request with the error instead of crashing the
+        stub; each response carries every configured output, by name.
         """
         import triton_python_backend_utils as pb_utils
 
@@ -73,11 +149,13 @@ class TritonPythonModel:
         ]
         sizes = [int(a.shape[0]) for a in arrays]
         try:
-            batch = torch.from_numpy(np.ascontiguousarray(np.concatenate(arrays, axis=0)))
-            with torch.inference_mode():
-                probs, embedding = self.module(batch.to(torch.float32))
-            probs_np = probs.detach().cpu().numpy().astype(np.float32, copy=False)
-            emb_np = embedding.detach().cpu().numpy().astype(np.float32, copy=False)
+            batch = np.ascontiguousarray(np.concatenate(arrays, axis=0), dtype=np.float32)
+            outputs = self.run(batch)
+            for name, value in outputs.items():
+                if value.shape[0] != batch.shape[0]:
+                    raise ValueError(
+                        f"output {name!r} has {value.shape[0]} rows for a batch of {len(batch)}"
+                    )
         except Exception as exc:  # every request gets the reason, the stub keeps running
             error = pb_utils.TritonError(
                 f"{self.model_name} v{self.model_version} failed: {type(exc).__name__}: {exc}"
@@ -87,20 +165,13 @@ class TritonPythonModel:
         start = 0
         for size in sizes:
             stop = start + size
-            responses.append(
-                pb_utils.InferenceResponse(
-                    output_tensors=[
-                        pb_utils.Tensor(
-                            self.probs_name, np.ascontiguousarray(probs_np[start:stop])
-                        ),
-                        pb_utils.Tensor(
-                            self.embedding_name, np.ascontiguousarray(emb_np[start:stop])
-                        ),
-                    ]
-                )
-            )
+            tensors = [
+                pb_utils.Tensor(name, np.ascontiguousarray(outputs[name][start:stop]))
+                for name in self.output_names
+            ]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start = stop
         return responses
 
     def finalize(self) -> None:
-        del self.module
+        del self.run
