@@ -309,6 +309,15 @@ def _metadata(ds: Dataset) -> dict[str, object]:
     }
 
 
+def site_slug(institution_name: str) -> str:
+    """The site key radwatch groups by, from a DICOM InstitutionName: lower case, characters
+    other than letters, digits and ``-_.`` replaced, at most 64 characters."""
+    slug = "".join(
+        c if c.isalnum() or c in "-_." else "_" for c in institution_name.strip().lower()
+    )
+    return slug[:64] or "unknown"
+
+
 def read_dicom(data: bytes) -> DicomImage:
     """Decode an uploaded DICOM file into a [0, 1] image and the metadata radwatch records.
 

@@ -306,6 +306,22 @@ class ModelSpec(_Strict):
     def embedding(self) -> EmbeddingOutput | None:
         return next((o for o in self.outputs if isinstance(o, EmbeddingOutput)), None)
 
+    def interface(self) -> dict[str, Any]:
+        """What every version of one registered model must share: the tensors Triton serves
+        (one config per model name), the finding names and the embedding width the monitors
+        compare across versions. Thresholds, preprocessing and the description may change."""
+        return {
+            "modality": self.modality,
+            "dimensionality": self.dimensionality,
+            "input": None if self.input is None else self.input.model_dump(mode="json"),
+            "outputs": [
+                {"kind": o.kind, "tensor": o.tensor}
+                | ({"findings": list(o.names)} if isinstance(o, FindingsOutput) else {})
+                | ({"width": o.width} if isinstance(o, EmbeddingOutput) else {})
+                for o in self.outputs
+            ],
+        }
+
     def to_json(self) -> str:
         """Canonical JSON (sorted keys, no whitespace variance): equal specs, equal text."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

@@ -15,7 +15,7 @@ Tests run the real adapters against real servers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -23,8 +23,11 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pipelines.model import RadiographNet
     from pipelines.profile import ReferenceProfile
+    from pipelines.spec import ModelSpec
 
 
 # --- model registry (MLflow) -------------------------------------------------------------------
@@ -65,8 +68,24 @@ class ModelRegistry(Protocol):
         profile: ReferenceProfile,
         model_card: str,
         tags: Mapping[str, str] = ...,
+        spec: ModelSpec | None = ...,
     ) -> str:
-        """Record a finished training run with its model, reference profile and card; run id."""
+        """Record a finished training run with its model, reference profile, card and spec
+        (the built-in model's by default); run id."""
+        ...
+
+    def log_import(
+        self,
+        *,
+        experiment: str,
+        run_name: str,
+        spec: ModelSpec,
+        artifact: Path,
+        model_card: str,
+        params: Mapping[str, object],
+        tags: Mapping[str, str] | None = ...,
+    ) -> str:
+        """Record an imported model (spec, serving artifact, card) as a finished run; run id."""
         ...
 
     def register(self, name: str, run_id: str, *, description: str = "") -> int:
@@ -99,6 +118,10 @@ class ModelRegistry(Protocol):
 
     def get_by_alias(self, name: str, alias: str) -> ModelVersionInfo: ...
 
+    def model_names(self) -> list[str]:
+        """Every registered model's name, sorted."""
+        ...
+
     def list_versions(self, name: str) -> list[ModelVersionInfo]:
         """All versions of ``name``, oldest (lowest version) first."""
         ...
@@ -127,6 +150,22 @@ class ModelRegistry(Protocol):
         """The reference profile logged with the version's training run."""
         ...
 
+    def log_reference_profile(self, name: str, version: int, profile: ReferenceProfile) -> None:
+        """Store (or replace) the version's reference profile."""
+        ...
+
+    def load_spec(self, name: str, version: int) -> ModelSpec:
+        """The version's model spec (the built-in model's for versions without one)."""
+        ...
+
+    def has_trainable_model(self, name: str, version: int) -> bool:
+        """Whether the version carries a trainable built-in model."""
+        ...
+
+    def download_serving_artifact(self, name: str, version: int, dest: Path) -> Path:
+        """Copy an imported version's one serving file into ``dest``; its path."""
+        ...
+
 
 # --- inference server (Triton) -----------------------------------------------------------------
 
@@ -135,15 +174,56 @@ class ModelRegistry(Protocol):
 class InferenceOutput:
     """One batch's outputs, rows in the order of the input batch.
 
-    ``probs`` is float32 ``[B, F]`` sigmoid probabilities in the model's finding order;
-    ``embeddings`` is float32 ``[B, D]``. ``model_version`` is the version the server actually
-    ran (it picks one when the request names none).
+    ``outputs`` holds every tensor the spec declares, by tensor name, as the server returned it.
+    ``probs`` is float32 ``[B, F]`` probabilities in the spec's finding order (``findings``;
+    sigmoid applied to outputs declared as logits; ``[B, 0]`` for a model without findings);
+    ``embeddings`` is float32 ``[B, D]`` (``[B, 0]`` without an embedding output).
+    ``model_version`` is the version the server actually ran (it picks one when the request
+    names none).
     """
 
     probs: npt.NDArray[np.float32]
     embeddings: npt.NDArray[np.float32]
     model_name: str
     model_version: int
+    findings: tuple[str, ...] = ()
+    outputs: Mapping[str, npt.NDArray[np.float32]] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        spec: ModelSpec,
+        outputs: Mapping[str, npt.NDArray[np.float32]],
+        *,
+        model_name: str,
+        model_version: int,
+    ) -> InferenceOutput:
+        """Read the spec's findings and embedding out of raw output tensors."""
+        rows = len(next(iter(outputs.values()))) if outputs else 0
+        probs = np.zeros((rows, 0), np.float32)
+        names: tuple[str, ...] = ()
+        if (f := spec.findings) is not None:
+            probs = outputs[f.tensor]
+            if f.activation == "logit":
+                probs = (1.0 / (1.0 + np.exp(-probs.astype(np.float64)))).astype(np.float32)
+            names = f.names
+        emb = (
+            outputs[e.tensor]
+            if (e := spec.embedding) is not None
+            else np.zeros((rows, 0), np.float32)
+        )
+        return cls(
+            probs=probs,
+            embeddings=emb,
+            model_name=model_name,
+            model_version=model_version,
+            findings=names,
+            outputs=dict(outputs),
+        )
+
+    def scores(self, row: int) -> dict[str, float]:
+        """One row's probabilities by finding name."""
+        return {f: float(p) for f, p in zip(self.findings, self.probs[row], strict=True)}
 
 
 @runtime_checkable
@@ -170,8 +250,15 @@ class InferenceServer(Protocol):
     def is_model_ready(self, name: str, version: int | None = None) -> bool: ...
 
     def infer(
-        self, name: str, version: int | None, batch: npt.NDArray[np.float32]
-    ) -> InferenceOutput: ...
+        self,
+        name: str,
+        version: int | None,
+        batch: npt.NDArray[np.float32],
+        *,
+        spec: ModelSpec | None = None,
+    ) -> InferenceOutput:
+        """Every output ``spec`` declares (the built-in model's spec by default)."""
+        ...
 
     def close(self) -> None: ...
 

@@ -14,8 +14,8 @@ import numpy.typing as npt
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from pipelines.contract import FINDINGS
-from pipelines.preprocess import image_stats, to_model_input
+from pipelines.dicom import site_slug
+from pipelines.preprocess import image_stats, prepare
 from services.core.errors import (
     ConflictError,
     InferenceError,
@@ -31,6 +31,7 @@ from services.core.settings import Settings
 from services.events import repository
 from services.events.ingest import event_row
 from services.events.schemas import ModelRef, PredictionResponse, StudyMetadata
+from services.serving.service import spec_of
 
 #: Image sides accepted before resizing, in pixels. The upper bound guards memory; below the
 #: lower bound a radiograph carries too little to classify and is almost surely a client bug.
@@ -43,7 +44,7 @@ def merge_metadata(given: dict[str, Any], from_dicom: dict[str, Any]) -> StudyMe
     allowed = set(StudyMetadata.model_fields)
     merged = {k: v for k, v in from_dicom.items() if k in allowed and v not in (None, "")}
     if not given.get("site") and from_dicom.get("institution_name"):
-        merged["site"] = _site_slug(str(from_dicom["institution_name"]))
+        merged["site"] = site_slug(str(from_dicom["institution_name"]))
     merged.update({k: v for k, v in given.items() if v not in (None, "")})
     return parse_metadata(merged)
 
@@ -97,10 +98,11 @@ def predict(
         if existing is not None:
             return _response(existing, deployment.operating_threshold, duplicate=True)
 
+    spec = spec_of(deployment)
     with pipeline_errors():
-        batch = to_model_input([image])
+        batch = prepare(spec, [image])
         stats = image_stats(image)
-    output = triton.infer(deployment.triton_model, deployment.model_version, batch)
+    output = triton.infer(deployment.triton_model, deployment.model_version, batch, spec=spec)
     probs = output.probs[0]
     embedding = output.embeddings[0]
     if not (np.all(np.isfinite(probs)) and np.all(np.isfinite(embedding))):
@@ -113,7 +115,7 @@ def predict(
         event_id=metadata.event_id or uuid.uuid4().hex,
         deployment=deployment,
         metadata=metadata,
-        scores={f: float(p) for f, p in zip(FINDINGS, probs, strict=True)},
+        scores=output.scores(0),
         embedding=embedding,
         image_stats=stats,
     )
@@ -147,8 +149,3 @@ def _response(event: PredictionEvent, threshold: float, *, duplicate: bool) -> P
         site=event.site,
         duplicate=duplicate,
     )
-
-
-def _site_slug(name: str) -> str:
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.strip().lower())
-    return slug[:64] or "unknown"

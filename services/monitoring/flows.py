@@ -88,9 +88,7 @@ def deploy(
     previous champion serving and recorded.
     """
     info = rt.registry.get_version(model_name, version)
-    embedding_dim = export_and_load(
-        rt.triton, rt.registry, rt.model_repository, model_name, version
-    )
+    spec = export_and_load(rt.triton, rt.registry, rt.model_repository, model_name, version)
     with session_scope(rt.sessions) as session:
         deployment = deploy_champion(
             session,
@@ -99,7 +97,7 @@ def deploy(
             mlflow_run_id=info.run_id,
             triton_model=model_name,
             operating_threshold=operating_threshold,
-            embedding_dim=embedding_dim,
+            spec=spec,
             actor=actor,
         )
         if default_monitor:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 
 from monitors.drift.report import DriftConfig, run_drift
@@ -109,12 +110,25 @@ def _finding_index(profile: ReferenceProfile, finding: str) -> int:
     return profile.findings.index(finding)
 
 
+def _labelled(profile: ReferenceProfile, j: int) -> npt.NDArray[np.bool_]:
+    """Reference rows with a label for finding ``j`` (a reference built from a user's studies
+    may have none: then label-based monitors cannot run, and say so)."""
+    known: npt.NDArray[np.bool_] = profile.labels[:, j] >= 0
+    if not known.any():
+        raise ValueError(
+            f"the reference profile has no labels for '{profile.findings[j]}'; rebuild it with "
+            "`radwatch reference build --labels CSV` to monitor performance"
+        )
+    return known
+
+
 def reference_baseline(
     profile: ReferenceProfile, finding: str, metric: str, threshold: float
 ) -> float:
     """The metric's value on the reference (validation) set: the default baseline."""
     j = _finding_index(profile, finding)
-    report = evaluate_performance(profile.labels[:, j], profile.scores[:, j], threshold)
+    known = _labelled(profile, j)
+    report = evaluate_performance(profile.labels[known, j], profile.scores[known, j], threshold)
     value = report.metrics()[metric].value
     if value is None:
         raise ValueError(f"{metric} of '{finding}' is undefined on the reference set")
@@ -199,9 +213,10 @@ def evaluate_estimate(
     j = _finding_index(profile, spec.finding)
     current = np.array([float(e.scores[spec.finding]) for e in rows], dtype=np.float64)
     alpha = spec.policy.alpha
+    known = _labelled(profile, j)
     report = estimate_performance(
-        profile.scores[:, j],
-        profile.labels[:, j],
+        profile.scores[known, j],
+        profile.labels[known, j],
         current,
         threshold,
         alpha=min(0.5, 2 * alpha),

@@ -2,12 +2,15 @@
 
 Artifacts of a training run (paths inside the run's artifact root):
 
-* ``model/``: :func:`pipelines.model.save_model` output (weights + config; trainable),
+* ``model/``: :func:`pipelines.model.save_model` output (weights + config; trainable), for
+  the built-in model, or ``serving/``: an imported model's one serving file (``.onnx``/``.pt2``),
+* ``radwatch/spec.json``: the version's :class:`~pipelines.spec.ModelSpec`,
 * ``reference_profile/``: ``ReferenceProfile.save`` output,
 * ``model_card.md``: the human-readable model card.
 
-A registered version's source is ``runs:/<run_id>/model``; aliases (``champion``, ``candidate``)
-are MLflow registered-model aliases. Deprecated MLflow stages are not used.
+A registered version's source is ``runs:/<run_id>/model`` (or ``/serving``); aliases
+(``champion``, ``candidate``) are MLflow registered-model aliases. Deprecated MLflow stages
+are not used.
 
 Two deployments are supported:
 
@@ -18,33 +21,25 @@ Two deployments are supported:
 * A tracking server (``http(s)://``, started with ``--serve-artifacts``): the server chooses the
   artifact location (``mlflow-artifacts:/``) and proxies uploads and downloads.
 
-MLflow's HTTP client retries a dead server with exponential back-off for minutes by default. A
-request from the API or a Celery task must fail fast instead, so while one of this adapter's
-calls runs, the retry and timeout settings are bounded (``MLFLOW_HTTP_REQUEST_*`` environment
-variables, which MLflow reads per request). Values the operator set explicitly are kept.
+Calls to a server are bounded in time (:mod:`services.registry.mlflow_http`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import tempfile
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 from services.core.errors import (
-    ConflictError,
-    RadwatchError,
-    RegistryUnavailableError,
     UnknownModelError,
     ValidationFailedError,
 )
 from services.core.ports import ModelVersionInfo
+from services.registry.mlflow_http import redact, translated
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -52,71 +47,20 @@ if TYPE_CHECKING:
 
     from pipelines.model import RadiographNet
     from pipelines.profile import ReferenceProfile
+    from pipelines.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
 MODEL_ARTIFACT: Final = "model"
 PROFILE_ARTIFACT: Final = "reference_profile"
 MODEL_CARD_ARTIFACT: Final = "model_card.md"
-
-#: Bounded HTTP behaviour while this adapter talks to an MLflow server: 2 retries with 1 s
-#: back-off (about 2 s in all for a refused connection), 30 s per request.
-_HTTP_LIMITS: Final[dict[str, str]] = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
-_env_lock = threading.Lock()
-_env_users = 0
-_env_saved: dict[str, str | None] = {}
+#: The version's :class:`~pipelines.spec.ModelSpec`, canonical JSON.
+SPEC_ARTIFACT: Final = "radwatch/spec.json"
+#: An imported model's serving artifact (one file: ``model.onnx`` or ``model.pt2``).
+SERVING_ARTIFACT: Final = "serving"
 
 #: MLflow caps a parameter value at 6000 characters.
 _MAX_PARAM_CHARS: Final = 6000
-
-
-@contextlib.contextmanager
-def _bounded_http() -> Iterator[None]:
-    """Apply :data:`_HTTP_LIMITS` while at least one adapter call is running (thread-safe)."""
-    global _env_users
-    with _env_lock:
-        if _env_users == 0:
-            _env_saved.clear()
-            for key, value in _HTTP_LIMITS.items():
-                _env_saved[key] = os.environ.get(key)
-                if key not in os.environ:
-                    os.environ[key] = value
-        _env_users += 1
-    try:
-        yield
-    finally:
-        with _env_lock:
-            _env_users -= 1
-            if _env_users == 0:
-                for key, saved in _env_saved.items():
-                    if saved is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = saved
-
-
-def _redact(uri: str) -> str:
-    """The URI without user:password, safe for messages and logs."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _is_transport_failure(exc: BaseException) -> bool:
-    import requests
-
-    if isinstance(exc, requests.exceptions.RequestException | ConnectionError | TimeoutError):
-        return True
-    text = str(exc)
-    return "API request to" in text and ("Max retries exceeded" in text or "timed out" in text)
 
 
 class MlflowRegistry:
@@ -155,66 +99,9 @@ class MlflowRegistry:
             return db_path.resolve().parent / "mlartifacts"
         return None
 
-    # --- error translation ---------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _mlflow(self, what: str) -> Iterator[None]:
-        """Run MLflow calls for ``what`` and turn their failures into radwatch errors."""
-        from mlflow.exceptions import MlflowException
-
-        where = _redact(self.tracking_uri)
-        # With credentials in the URI, MLflow's own message and traceback repeat them; drop both.
-        chain = None if where != self.tracking_uri else True
-        try:
-            with _bounded_http():
-                yield
-        except RadwatchError:
-            raise
-        except MlflowException as exc:
-            code = str(exc.error_code)
-            message = self._scrub(str(exc.message))
-            cause = exc if chain else None
-            if _is_transport_failure(exc) or code in {"TEMPORARILY_UNAVAILABLE"}:
-                raise self._unavailable(where, message) from cause
-            if code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"} or (
-                code == "INVALID_PARAMETER_VALUE" and "not found" in message.lower()
-            ):
-                raise UnknownModelError(
-                    f"{what}: not found in the MLflow registry at {where} ({message}). "
-                    "Check the name, version or alias against MlflowRegistry.list_versions or the "
-                    "MLflow UI."
-                ) from cause
-            if code == "RESOURCE_ALREADY_EXISTS":
-                raise ConflictError(f"{what}: {message}") from cause
-            if code == "INVALID_PARAMETER_VALUE":
-                raise ValidationFailedError(
-                    f"{what}: MLflow rejected the request: {message}"
-                ) from cause
-            raise RegistryUnavailableError(
-                f"{what}: MLflow at {where} failed ({code}): {message}"
-            ) from cause
-        except Exception as exc:
-            if _is_transport_failure(exc) or _is_database_failure(exc):
-                text = self._scrub(str(exc)) or type(exc).__name__
-                raise self._unavailable(where, text) from (exc if chain else None)
-            raise
-
-    def _scrub(self, text: str) -> str:
-        """``text`` with the tracking URI's user:password removed."""
-        parts = urlsplit(self.tracking_uri)
-        if parts.password is not None:
-            text = text.replace(parts.password, "***")
-        if parts.username is not None:
-            text = text.replace(f"{parts.username}:***@", "").replace(f"{parts.username}@", "")
-        return text
-
-    @staticmethod
-    def _unavailable(where: str, text: str) -> RegistryUnavailableError:
-        reason = text.splitlines()[0][:300] if text else "no reason given"
-        return RegistryUnavailableError(
-            f"MLflow at {where} is not reachable: {reason}. Start the tracking server (or check "
-            "the SQLite path) and set RADWATCH_MLFLOW_TRACKING_URI."
-        )
+    def _mlflow(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """Run MLflow calls for ``what`` with their failures turned into radwatch errors."""
+        return translated(what, self.tracking_uri)
 
     def ping(self) -> None:
         """Raise :class:`RegistryUnavailableError` unless the registry answers (readiness)."""
@@ -244,6 +131,29 @@ class MlflowRegistry:
                 raise
             return str(raced.experiment_id)
 
+    def _finished_run(
+        self,
+        experiment: str,
+        run_name: str,
+        tags: Mapping[str, str] | None,
+        log: Callable[[str], None],
+    ) -> str:
+        """Create a run, ``log`` its content, and mark it FINISHED; a run whose logging fails
+        is marked FAILED (and the error re-raised), so ``register`` never takes a half-logged
+        run."""
+        with self._mlflow(f"Logging run {run_name!r} in experiment {experiment!r}"):
+            experiment_id = self._experiment_id(experiment)
+            run = self._client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
+            run_id = str(run.info.run_id)
+            try:
+                log(run_id)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self._client.set_terminated(run_id, status="FAILED")
+                raise
+            self._client.set_terminated(run_id, status="FINISHED")
+        return run_id
+
     def log_training(
         self,
         *,
@@ -255,49 +165,75 @@ class MlflowRegistry:
         profile: ReferenceProfile,
         model_card: str,
         tags: Mapping[str, str] | None = None,
+        spec: ModelSpec | None = None,
     ) -> str:
-        """Log a finished training run; return its run id.
+        """Log a finished training run; return its run id. ``spec`` defaults to the built-in
+        model's (:func:`pipelines.model.builtin_spec`).
 
         The run is marked FAILED (and the error re-raised) if any artifact fails to upload, so
         a half-logged run can never be registered by mistake (``register`` checks the status).
         """
         from mlflow.entities import Metric, Param, RunTag
 
-        from pipelines.model import save_model
+        from pipelines.model import ModelConfig, builtin_spec, save_model
 
+        spec = spec or builtin_spec(ModelConfig(embedding_dim=model.embedding_dim))
         bad = [k for k, v in params.items() if len(str(v)) > _MAX_PARAM_CHARS]
         if bad:
             raise ValidationFailedError(
                 f"Parameters {bad} exceed MLflow's {_MAX_PARAM_CHARS}-character limit; log "
                 "long values as artifacts instead."
             )
-        with self._mlflow(f"Logging training run {run_name!r} in experiment {experiment!r}"):
-            experiment_id = self._experiment_id(experiment)
-            run = self._client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
-            run_id = str(run.info.run_id)
-            try:
-                now_ms = int(datetime.now(UTC).timestamp() * 1000)
-                self._client.log_batch(
-                    run_id,
-                    metrics=[Metric(k, float(v), now_ms, 0) for k, v in metrics.items()],
-                    params=[Param(k, str(v)) for k, v in params.items()],
-                    tags=[RunTag("radwatch.artifact_format", "radiographnet-save_model")],
-                )
-                with tempfile.TemporaryDirectory(prefix="radwatch-log-") as tmp:
-                    model_dir = Path(tmp) / MODEL_ARTIFACT
-                    save_model(model, model_dir)
-                    self._client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT)
-                    profile_dir = Path(tmp) / PROFILE_ARTIFACT
-                    profile_dir.mkdir()
-                    profile.save(profile_dir)
-                    self._client.log_artifacts(run_id, str(profile_dir), PROFILE_ARTIFACT)
-                self._client.log_text(run_id, model_card, MODEL_CARD_ARTIFACT)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    self._client.set_terminated(run_id, status="FAILED")
-                raise
-            self._client.set_terminated(run_id, status="FINISHED")
+
+        def log(run_id: str) -> None:
+            now_ms = int(datetime.now(UTC).timestamp() * 1000)
+            self._client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), now_ms, 0) for k, v in metrics.items()],
+                params=[Param(k, str(v)) for k, v in params.items()],
+                tags=[RunTag("radwatch.artifact_format", "radiographnet-save_model")],
+            )
+            with tempfile.TemporaryDirectory(prefix="radwatch-log-") as tmp:
+                model_dir = Path(tmp) / MODEL_ARTIFACT
+                save_model(model, model_dir)
+                self._client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT)
+                profile_dir = Path(tmp) / PROFILE_ARTIFACT
+                profile_dir.mkdir()
+                profile.save(profile_dir)
+                self._client.log_artifacts(run_id, str(profile_dir), PROFILE_ARTIFACT)
+            self._client.log_text(run_id, model_card, MODEL_CARD_ARTIFACT)
+            self._client.log_text(run_id, spec.to_json(), SPEC_ARTIFACT)
+
+        run_id = self._finished_run(experiment, run_name, tags, log)
         logger.info("Logged training run %s in experiment %r", run_id, experiment)
+        return run_id
+
+    def log_import(
+        self,
+        *,
+        experiment: str,
+        run_name: str,
+        spec: ModelSpec,
+        artifact: Path,
+        model_card: str,
+        params: Mapping[str, object],
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Log an imported model (its spec, serving artifact and card) as a finished run."""
+        from mlflow.entities import Param, RunTag
+
+        def log(run_id: str) -> None:
+            self._client.log_batch(
+                run_id,
+                params=[Param(k, str(v)[:_MAX_PARAM_CHARS]) for k, v in params.items()],
+                tags=[RunTag("radwatch.artifact_format", f"serving-{spec.runtime}")],
+            )
+            self._client.log_artifact(run_id, str(artifact), SERVING_ARTIFACT)
+            self._client.log_text(run_id, model_card, MODEL_CARD_ARTIFACT)
+            self._client.log_text(run_id, spec.to_json(), SPEC_ARTIFACT)
+
+        run_id = self._finished_run(experiment, run_name, tags, log)
+        logger.info("Logged imported model run %s in experiment %r", run_id, experiment)
         return run_id
 
     # --- registered versions -------------------------------------------------------------------
@@ -313,7 +249,7 @@ class MlflowRegistry:
                 if str(exc.error_code) != "RESOURCE_DOES_NOT_EXIST":
                     raise
                 raise UnknownModelError(
-                    f"Run {run_id!r} does not exist in MLflow at {_redact(self.tracking_uri)}; "
+                    f"Run {run_id!r} does not exist in MLflow at {redact(self.tracking_uri)}; "
                     "register the id that log_training returned."
                 ) from exc
             if run.info.status != "FINISHED":
@@ -321,10 +257,18 @@ class MlflowRegistry:
                     f"Run {run_id!r} has status {run.info.status}; only finished training runs "
                     "can be registered."
                 )
-            if not self._client.list_artifacts(run_id, MODEL_ARTIFACT):
+            source = next(
+                (
+                    a
+                    for a in (MODEL_ARTIFACT, SERVING_ARTIFACT)
+                    if self._client.list_artifacts(run_id, a)
+                ),
+                None,
+            )
+            if source is None:
                 raise ValidationFailedError(
-                    f"Run {run_id!r} has no '{MODEL_ARTIFACT}/' artifacts; log it with "
-                    "MlflowRegistry.log_training."
+                    f"Run {run_id!r} has no '{MODEL_ARTIFACT}/' or '{SERVING_ARTIFACT}/' "
+                    "artifacts; log it with MlflowRegistry.log_training or log_import."
                 )
             try:
                 self._client.create_registered_model(name)
@@ -333,7 +277,7 @@ class MlflowRegistry:
                     raise
             mv = self._client.create_model_version(
                 name,
-                source=f"runs:/{run_id}/{MODEL_ARTIFACT}",
+                source=f"runs:/{run_id}/{source}",
                 run_id=run_id,
                 description=description or None,
             )
@@ -375,6 +319,18 @@ class MlflowRegistry:
     def get_by_alias(self, name: str, alias: str) -> ModelVersionInfo:
         with self._mlflow(f"Alias {alias!r} of model {name!r}"):
             return _info(self._client.get_model_version_by_alias(name, alias))
+
+    def model_names(self) -> list[str]:
+        """Every registered model's name, sorted."""
+        with self._mlflow("Listing registered models"):
+            names: list[str] = []
+            token: str | None = None
+            while True:
+                page = self._client.search_registered_models(max_results=1000, page_token=token)
+                names.extend(str(m.name) for m in page)
+                token = page.token
+                if not token:
+                    return sorted(names)
 
     def list_versions(self, name: str) -> list[ModelVersionInfo]:
         with self._mlflow(f"Versions of model {name!r}"):
@@ -446,20 +402,64 @@ class MlflowRegistry:
         with self._downloaded(name, version, MODEL_ARTIFACT) as path:
             return load_model(path)
 
+    def load_spec(self, name: str, version: int) -> ModelSpec:
+        """The version's spec. Versions registered before specs existed are the built-in
+        model, so they get :func:`pipelines.model.builtin_spec` of their stored config."""
+        from pipelines.model import ModelConfig, builtin_spec
+        from pipelines.spec import SpecError, parse_spec
+
+        info = self.get_version(name, version)
+        with self._mlflow(f"Listing artifacts of model {name!r} version {version}"):
+            stored = self._client.list_artifacts(info.run_id, SPEC_ARTIFACT.rsplit("/", 1)[0])
+        if not any(a.path == SPEC_ARTIFACT for a in stored):
+            return builtin_spec(
+                ModelConfig(embedding_dim=self.load_model(name, version).embedding_dim)
+            )
+        try:
+            return parse_spec(self.read_text(info.run_id, SPEC_ARTIFACT))
+        except SpecError as exc:
+            raise ValidationFailedError(
+                f"The spec stored with {name!r} version {version} does not validate: {exc}"
+            ) from None
+
+    def has_trainable_model(self, name: str, version: int) -> bool:
+        """Whether the version carries a trainable built-in model (``model/``)."""
+        info = self.get_version(name, version)
+        with self._mlflow(f"Listing artifacts of model {name!r} version {version}"):
+            return bool(self._client.list_artifacts(info.run_id, MODEL_ARTIFACT))
+
+    def download_serving_artifact(self, name: str, version: int, dest: Path) -> Path:
+        """Copy an imported version's serving artifact into ``dest``; its path."""
+        info = self.get_version(name, version)
+        dest.mkdir(parents=True, exist_ok=True)
+        with self._mlflow(f"Downloading the serving artifact of model {name!r} version {version}"):
+            folder = Path(self._client.download_artifacts(info.run_id, SERVING_ARTIFACT, str(dest)))
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        if len(files) != 1:
+            raise ValidationFailedError(
+                f"{name!r} version {version} has {len(files)} files under '{SERVING_ARTIFACT}/'; "
+                "an imported version has exactly one. Import it again."
+            )
+        return files[0]
+
+    def log_reference_profile(self, name: str, version: int, profile: ReferenceProfile) -> None:
+        """Store (or replace) the version's reference profile."""
+        info = self.get_version(name, version)
+        with (
+            tempfile.TemporaryDirectory(prefix="radwatch-log-") as tmp,
+            self._mlflow(f"Logging the reference profile of model {name!r} version {version}"),
+        ):
+            profile_dir = Path(tmp) / PROFILE_ARTIFACT
+            profile_dir.mkdir()
+            profile.save(profile_dir)
+            self._client.log_artifacts(info.run_id, str(profile_dir), PROFILE_ARTIFACT)
+
     def load_reference_profile(self, name: str, version: int) -> ReferenceProfile:
         from pipelines.profile import ReferenceProfile
 
         with self._downloaded(name, version, PROFILE_ARTIFACT) as path:
             profile: ReferenceProfile = ReferenceProfile.load(path)
             return profile
-
-
-def _is_database_failure(exc: BaseException) -> bool:
-    try:
-        from sqlalchemy.exc import OperationalError
-    except ImportError:  # pragma: no cover - sqlalchemy is a dependency
-        return False
-    return isinstance(exc, OperationalError)
 
 
 def _info(mv: ModelVersion, aliases: list[str] | None = None) -> ModelVersionInfo:

@@ -21,15 +21,8 @@ import numpy.typing as npt
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from pipelines.contract import (
-    EMBEDDING_DIM,
-    FINDINGS,
-    IMAGE_SIZE,
-    TRITON_INPUT,
-    TRITON_MAX_BATCH,
-    TRITON_OUTPUT_EMBEDDING,
-    TRITON_OUTPUT_PROBS,
-)
+from pipelines.model import builtin_spec
+from pipelines.spec import ModelSpec
 from services.core.errors import (
     BadRequestError,
     InferenceError,
@@ -203,83 +196,91 @@ class TritonClient:
     # --- inference -----------------------------------------------------------------------------
 
     def infer(
-        self, name: str, version: int | None, batch: npt.NDArray[np.float32]
+        self,
+        name: str,
+        version: int | None,
+        batch: npt.NDArray[np.float32],
+        *,
+        spec: ModelSpec | None = None,
     ) -> InferenceOutput:
-        """Run the model on ``batch`` (float32 ``[B, 1, IMAGE_SIZE, IMAGE_SIZE]``, B >= 1).
+        """Run the model on ``batch`` (float32 ``[B, *spec.input.shape]``, B >= 1; the built-in
+        model's spec by default) and return every output the spec declares.
 
-        Batches over ``TRITON_MAX_BATCH`` are sent as consecutive requests and the outputs
-        concatenated in order. ``version=None`` lets Triton pick (the highest loaded version
-        under ``version_policy: all``); the chosen version is in the result.
+        Batches over the spec's ``max_batch_size`` are sent as consecutive requests and the
+        outputs concatenated in order. ``version=None`` lets Triton pick (the highest loaded
+        version under ``version_policy: all``); the chosen version is in the result. Findings
+        declared as logits come back as probabilities (sigmoid applied here, the same for every
+        export flavour).
         """
-        expected = (1, IMAGE_SIZE, IMAGE_SIZE)
-        if (
-            not isinstance(batch, np.ndarray)
-            or batch.ndim != 4
-            or tuple(batch.shape[1:]) != expected
-            or batch.shape[0] < 1
-        ):
+        spec = spec or builtin_spec()
+        if spec.input is None:
+            raise BadRequestError(f"'{name}' is a probe; Triton serves its encoder, not it")
+        if not isinstance(batch, np.ndarray) or batch.ndim != 1 + len(spec.input.shape):
             shape = getattr(batch, "shape", type(batch).__name__)
             raise BadRequestError(
-                f"Triton input must be a float32 array of shape [B>=1, 1, {IMAGE_SIZE}, "
-                f"{IMAGE_SIZE}] (use pipelines.preprocess.to_model_input); got {shape}"
+                f"Triton input must be a float32 array of shape [B>=1, "
+                f"{', '.join(map(str, spec.input.shape))}] (use pipelines.preprocess.prepare); "
+                f"got {shape}"
+            )
+        wrong = [
+            i
+            for i, (got, want) in enumerate(zip(batch.shape[1:], spec.input.shape, strict=True))
+            if isinstance(want, int) and got != want
+        ]
+        if wrong or batch.shape[0] < 1:
+            raise BadRequestError(
+                f"Triton input must be a float32 array of shape [B>=1, "
+                f"{', '.join(map(str, spec.input.shape))}] (use pipelines.preprocess.prepare); "
+                f"got {batch.shape}"
             )
         if batch.dtype != np.float32:
             raise BadRequestError(
                 f"Triton input must be float32, got {batch.dtype}; convert with "
-                "pipelines.preprocess.to_model_input"
+                "pipelines.preprocess.prepare"
             )
-        probs: list[npt.NDArray[np.float32]] = []
-        embeddings: list[npt.NDArray[np.float32]] = []
+        chunks: list[dict[str, npt.NDArray[np.float32]]] = []
         ran_version = -1
-        for start in range(0, batch.shape[0], TRITON_MAX_BATCH):
-            chunk = np.ascontiguousarray(batch[start : start + TRITON_MAX_BATCH])
-            p, e, ran_version = self._infer_chunk(name, version, chunk)
-            probs.append(p)
-            embeddings.append(e)
-        return InferenceOutput(
-            probs=np.concatenate(probs, axis=0),
-            embeddings=np.concatenate(embeddings, axis=0),
-            model_name=name,
-            model_version=ran_version,
-        )
+        step = spec.max_batch_size
+        for start in range(0, batch.shape[0], step):
+            chunk = np.ascontiguousarray(batch[start : start + step])
+            out, ran_version = self._infer_chunk(name, version, chunk, spec)
+            chunks.append(out)
+        outputs = {k: np.concatenate([c[k] for c in chunks], axis=0) for k in chunks[0]}
+        return InferenceOutput.of(spec, outputs, model_name=name, model_version=ran_version)
 
     def _infer_chunk(
-        self, name: str, version: int | None, chunk: npt.NDArray[np.float32]
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], int]:
-        inp = httpclient.InferInput(TRITON_INPUT, list(chunk.shape), "FP32")
+        self, name: str, version: int | None, chunk: npt.NDArray[np.float32], spec: ModelSpec
+    ) -> tuple[dict[str, npt.NDArray[np.float32]], int]:
+        assert spec.input is not None
+        inp = httpclient.InferInput(spec.input.name, list(chunk.shape), "FP32")
         inp.set_data_from_numpy(chunk, binary_data=True)
-        outputs = [
-            httpclient.InferRequestedOutput(TRITON_OUTPUT_PROBS, binary_data=True),
-            httpclient.InferRequestedOutput(TRITON_OUTPUT_EMBEDDING, binary_data=True),
-        ]
+        wanted = {o.tensor: o for o in spec.outputs if o.kind in ("findings", "embedding")}
+        requested = [httpclient.InferRequestedOutput(t, binary_data=True) for t in wanted]
         try:
             result = self._call(
                 "infer",
                 name,
                 [inp],
                 model_version="" if version is None else str(version),
-                outputs=outputs,
+                outputs=requested,
             )
         except InferenceServerException as exc:
             self._raise_server_error(name, version, exc)
-        probs = result.as_numpy(TRITON_OUTPUT_PROBS)
-        emb = result.as_numpy(TRITON_OUTPUT_EMBEDDING)
         rows = chunk.shape[0]
-        if (
-            probs is None
-            or emb is None
-            or probs.shape != (rows, len(FINDINGS))
-            or emb.shape != (rows, EMBEDDING_DIM)
-        ):
-            raise InferenceError(
-                f"Triton {_version_label(name, version)} returned outputs of shape "
-                f"{getattr(probs, 'shape', None)} and {getattr(emb, 'shape', None)} for {rows} "
-                f"images; expected ({rows}, {len(FINDINGS)}) and ({rows}, {EMBEDDING_DIM}). "
-                "Re-export the model with pipelines.export_triton."
-            )
+        arrays: dict[str, npt.NDArray[np.float32]] = {}
+        for tensor, o in wanted.items():
+            got = result.as_numpy(tensor)
+            width = len(o.findings) if o.kind == "findings" else o.width  # type: ignore[union-attr]
+            if got is None or got.shape != (rows, width):
+                raise InferenceError(
+                    f"Triton {_version_label(name, version)} returned output {tensor!r} of shape "
+                    f"{getattr(got, 'shape', None)} for {rows} images; the spec expects "
+                    f"({rows}, {width}). Re-export the model with pipelines.export_triton."
+                )
+            arrays[tensor] = got.astype(np.float32, copy=False)
         response: dict[str, Any] = result.get_response()
         ran = int(response.get("model_version", version if version is not None else -1))
-        return probs.astype(np.float32, copy=False), emb.astype(np.float32, copy=False), ran
+        return arrays, ran
 
     def _raise_server_error(
         self, name: str, version: int | None, exc: InferenceServerException

@@ -17,13 +17,13 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines.contract import FINDINGS
-from pipelines.preprocess import to_model_input
+from pipelines.preprocess import prepare
 from services.core.db import session_scope
 from services.core.models import Deployment, ShadowPrediction
 from services.core.ports import InferenceServer
 from services.metrics.registry import SHADOW_PREDICTIONS
 from services.serving import repository
+from services.serving.service import spec_of
 from services.serving.shadow import budget
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ def mirror(  # called only after admit() returned True
 ) -> None:
     start = time.perf_counter()
     try:
+        spec = spec_of(candidate)
         output = triton.infer(
-            candidate.triton_model, candidate.model_version, to_model_input([image])
+            candidate.triton_model, candidate.model_version, prepare(spec, [image]), spec=spec
         )
         probs = output.probs[0]
         if not np.all(np.isfinite(probs)):
@@ -56,7 +57,7 @@ def mirror(  # called only after admit() returned True
                     model_name=candidate.model_name,
                     candidate_version=candidate.model_version,
                     champion_version=champion_version,
-                    scores={f: float(p) for f, p in zip(FINDINGS, probs, strict=True)},
+                    scores=output.scores(0),
                     champion_scores=dict(champion_scores),
                     latency_ms=latency_ms,
                 ),

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy.orm import Session
 
-from pipelines.contract import IMAGE_SIZE
-from pipelines.export_triton import export_model
+from pipelines.export_triton import export_model, export_version
+from pipelines.model import builtin_spec
+from pipelines.spec import ModelSpec, parse_spec
 from services.audit import actions
 from services.audit import service as audit
 from services.core.errors import ModelNotLoadedError, UnknownModelError, pipeline_errors
@@ -29,6 +34,26 @@ def champion(session: Session, model_name: str) -> Deployment:
     return deployment
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> ModelSpec:
+    return parse_spec(text)
+
+
+def spec_of(deployment: Deployment) -> ModelSpec:
+    """The spec a deployment serves (the built-in model's for rows made before specs)."""
+    if deployment.spec is None:
+        return builtin_spec()
+    return _parsed(json.dumps(deployment.spec, sort_keys=True))
+
+
+def _set_spec(deployment: Deployment, spec: ModelSpec | None) -> None:
+    if spec is None:
+        return
+    deployment.spec = json.loads(spec.to_json())
+    deployment.spec_sha256 = spec.sha256()
+    deployment.embedding_dim = spec.embedding.width if spec.embedding is not None else None
+
+
 def deploy_champion(
     session: Session,
     *,
@@ -38,12 +63,14 @@ def deploy_champion(
     triton_model: str,
     operating_threshold: float = 0.5,
     embedding_dim: int | None = None,
+    spec: ModelSpec | None = None,
     actor: str = actions.ACTOR_SYSTEM,
 ) -> Deployment:
     """Make ``model_version`` the active champion, retiring the previous one, and append a
     ``model.deployed`` audit record by ``actor`` in the same transaction.
 
-    ``embedding_dim`` is the length of the embeddings its events carry (checked at ingestion).
+    ``embedding_dim`` is the length of the embeddings its events carry (checked at ingestion);
+    a ``spec`` sets it from the spec's embedding output.
     """
     previous = repository.active(session, model_name)
     previous_version = previous.model_version if previous is not None else None
@@ -71,6 +98,7 @@ def deploy_champion(
                 embedding_dim=embedding_dim,
             ),
         )
+    _set_spec(deployment, spec)
     audit.record(
         session,
         actor=actor,
@@ -86,6 +114,7 @@ def deploy_champion(
             "triton_model": triton_model,
             "operating_threshold": operating_threshold,
             "deployment_id": deployment.id,
+            "spec_sha256": deployment.spec_sha256,
         },
     )
     return deployment
@@ -107,6 +136,8 @@ def register_candidate(session: Session, champ: Deployment, version: int, run_id
                 active=True,
                 operating_threshold=champ.operating_threshold,
                 embedding_dim=champ.embedding_dim,
+                spec=champ.spec,
+                spec_sha256=champ.spec_sha256,
             ),
         )
     elif not (row.role == DeploymentRole.CHAMPION and row.active):
@@ -150,6 +181,32 @@ def list_deployments(session: Session) -> list[Deployment]:
     return repository.list_all(session)
 
 
+def _export(
+    registry: ModelRegistry, repository_dir: Path, model_name: str, version: int
+) -> ModelSpec:
+    """Write ``version`` into the Triton repository the way its spec says (idempotent for
+    identical bytes); its spec. The built-in model is exported from its trainable weights, an
+    imported one from its serving artifact."""
+    spec = registry.load_spec(model_name, version)
+    if registry.has_trainable_model(model_name, version):
+        model = registry.load_model(model_name, version)
+        with pipeline_errors():
+            export_model(model, repository_dir, model_name, version)
+        return spec
+    with tempfile.TemporaryDirectory(prefix="radwatch-export-") as tmp:
+        artifact = registry.download_serving_artifact(model_name, version, Path(tmp))
+        with pipeline_errors():
+            export_version(spec, artifact, repository_dir, model_name, version)
+    return spec
+
+
+def warm_batch(spec: ModelSpec) -> npt.NDArray[np.float32]:
+    """A one-image zero batch of the spec's input shape (dynamic dims at their minimum)."""
+    assert spec.input is not None, "a probe is not served by Triton"
+    dims = [d if isinstance(d, int) else spec.input.dynamic[d].min for d in spec.input.shape]
+    return np.zeros((1, *dims), np.float32)
+
+
 def make_ready(
     triton: InferenceServer,
     registry: ModelRegistry,
@@ -166,16 +223,16 @@ def make_ready(
     if triton.is_model_ready(model_name, version):
         return
     if not (repository_dir / model_name / str(version)).exists():
-        model = registry.load_model(model_name, version)
-        with pipeline_errors():
-            export_model(model, repository_dir, model_name, version)
+        spec = _export(registry, repository_dir, model_name, version)
+    else:
+        spec = registry.load_spec(model_name, version)
     triton.load_model(model_name)
     if not triton.is_model_ready(model_name, version):
         raise ModelNotLoadedError(
             f"Triton did not make {model_name} version {version} ready; nothing was switched."
         )
     if warm:
-        triton.infer(model_name, version, np.zeros((1, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32))
+        triton.infer(model_name, version, warm_batch(spec))
 
 
 def export_and_load(
@@ -184,17 +241,15 @@ def export_and_load(
     repository_dir: Path,
     model_name: str,
     version: int,
-) -> int:
+) -> ModelSpec:
     """Export a registered version to the Triton repository (idempotent for identical weights)
-    and load it; returns the model's embedding width. Raises before anything is recorded when
-    Triton does not make the version ready."""
-    model = registry.load_model(model_name, version)
-    with pipeline_errors():
-        export_model(model, repository_dir, model_name, version)
+    and load it; returns its spec. Raises before anything is recorded when Triton does not
+    make the version ready."""
+    spec = _export(registry, repository_dir, model_name, version)
     triton.load_model(model_name)
     if not triton.is_model_ready(model_name, version):
         raise ModelNotLoadedError(
             f"Triton loaded '{model_name}' but version {version} is not ready; check the "
             "server log and the config's version_policy."
         )
-    return int(model.embedding_dim)
+    return spec

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from pipelines.contract import FINDINGS
 from services.metrics.registry import SHADOW_PREDICTIONS
 from services.serving import repository
 
@@ -70,7 +69,9 @@ def compare(
         return out
     latencies = np.array([r.latency_ms for r in rows])
     out["latency_ms_p50"] = float(np.median(latencies))
-    for finding in FINDINGS:
+    # The findings both versions scored (a spec names them; every version shares them).
+    findings = [f for f in rows[0].scores if f in rows[0].champion_scores]
+    for finding in findings:
         cand = np.array([float(r.scores[finding]) for r in rows])
         champ = np.array([float(r.champion_scores[finding]) for r in rows])
         out["findings"][finding] = {

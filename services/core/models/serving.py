@@ -28,6 +28,10 @@ class Deployment(Base):
     #: Length of the embeddings its events carry; ingestion rejects other lengths. ``None`` for
     #: deployments registered before the column existed (no check).
     embedding_dim: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: The :class:`~pipelines.spec.ModelSpec` it serves (canonical JSON as a mapping) and its
+    #: digest. ``None`` for deployments made before specs existed: the built-in model.
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    spec_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -32,17 +32,6 @@ from tests.fixtures.profiles import random_profile
 from tests.fixtures.triton import make_test_model
 
 
-@pytest.fixture(scope="module", params=["sqlite", "server"])
-def registry(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> MlflowRegistry:
-    if request.param == "server":
-        uri: str = request.getfixturevalue("mlflow_server_uri")
-        return MlflowRegistry(uri)
-    root = tmp_path_factory.mktemp("mlflow-embedded")
-    return MlflowRegistry(f"sqlite:///{root / 'mlflow.db'}")
-
-
 def _log(
     registry: MlflowRegistry, model: RadiographNet, profile: ReferenceProfile, **extra: str
 ) -> str:
@@ -56,10 +45,6 @@ def _log(
         model_card="# Model card\n\nIntended use: testing.\n",
         tags={"radwatch.kind": "training", **extra},
     )
-
-
-# One registry per backend for the module: a fresh SQLite store costs seconds of MLflow schema
-# migrations, and every test uses its own model names.
 
 
 def test_is_a_model_registry(registry: MlflowRegistry) -> None:
