@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -380,26 +381,16 @@ def export_version(
     """
     _check_name(model_name)
     _check_version(version)
+    ops = {"torch_threads": torch_threads, "instance_count": instance_count}
     config = render_spec_config(
-        spec,
-        model_name,
-        flavour=flavour,
-        torch_threads=torch_threads,
-        instance_count=instance_count,
-        max_queue_delay_us=max_queue_delay_us,
+        spec, model_name, flavour=flavour, max_queue_delay_us=max_queue_delay_us, **ops
     )
     artifact = Path(artifact)
     _check_artifact(spec, artifact)
-    target = ARTIFACT_FILES[spec.runtime]
+    copy = functools.partial(shutil.copyfile, artifact)
+    name = ARTIFACT_FILES[spec.runtime]
     return _export(
-        Path(repository),
-        model_name,
-        version,
-        config,
-        flavour=flavour,
-        artifact_name=target,
-        digest=file_digest(artifact),
-        write_artifact=lambda path: shutil.copyfile(artifact, path),
+        Path(repository), model_name, version, config, flavour, name, file_digest(artifact), copy
     )
 
 
@@ -422,22 +413,15 @@ def export_model(
     _check_name(model_name)
     _check_version(version)
     _check_model(model)
+    ops = {"torch_threads": torch_threads, "instance_count": instance_count}
+    spec = builtin_spec(model.config)
     config = render_spec_config(
-        builtin_spec(model.config),
-        model_name,
-        torch_threads=torch_threads,
-        instance_count=instance_count,
-        max_queue_delay_us=max_queue_delay_us,
+        spec, model_name, flavour="python", max_queue_delay_us=max_queue_delay_us, **ops
     )
+    write = functools.partial(export_torchscript, model)
+    digest = weights_digest(model)
     return _export(
-        Path(repository),
-        model_name,
-        version,
-        config,
-        flavour="python",
-        artifact_name=ARCHIVE_FILE,
-        digest=weights_digest(model),
-        write_artifact=lambda path: export_torchscript(model, path),
+        Path(repository), model_name, version, config, "python", ARCHIVE_FILE, digest, write
     )
 
 
@@ -446,7 +430,6 @@ def _export(
     model_name: str,
     version: int,
     config: str,
-    *,
     flavour: Flavour,
     artifact_name: str,
     digest: str,

@@ -66,6 +66,9 @@ def test_config_names_dims_from_the_contract() -> None:
     assert "max_queue_delay_microseconds: 2000" in text
     assert "kind: KIND_CPU" in text
     assert 'key: "TORCH_NUM_THREADS" value: { string_value: "2" }' in text
+    # The generic model reads the built-in as any torch.export archive.
+    assert 'key: "RADWATCH_RUNTIME" value: { string_value: "torch-export" }' in text
+    assert 'key: "RADWATCH_ARTIFACT" value: { string_value: "model.pt2" }' in text
 
 
 def test_second_version_keeps_the_first(model: RadiographNet, tmp_path: Path) -> None:
