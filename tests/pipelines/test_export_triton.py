@@ -25,7 +25,7 @@ from pipelines.export_triton import export_version, render_spec_config
 from pipelines.model import builtin_spec
 from pipelines.spec import parse_spec
 from pipelines.triton_model import model as triton_model
-from tests.fixtures.foreign_models import (
+from tests.fixtures.serving_models import (
     classifier,
     classifier_spec,
     export_onnx,

@@ -25,7 +25,7 @@ from pipelines.export_triton import export_version
 from pipelines.preprocess import prepare
 from pipelines.spec import ModelSpec
 from services.serving.server import TritonServerProcess
-from tests.fixtures.foreign_models import (
+from tests.fixtures.serving_models import (
     TinyVolumeNet,
     classifier,
     classifier_spec,
