@@ -101,5 +101,10 @@ def deploy(
             actor=actor,
         )
         if default_monitor:
-            monitors.ensure_default_drift(session, model_name=model_name, settings=rt.settings)
+            monitors.ensure_default_drift(
+                session,
+                model_name=model_name,
+                settings=rt.settings,
+                embeddings="embedding_drift" in spec.enabled_monitors(),
+            )
         return deployment.id

@@ -145,13 +145,16 @@ def history(session: Session, monitor_id: int) -> list[MonitorChange]:
     return repository.changes(session, monitor_id)
 
 
-def ensure_default_drift(session: Session, *, model_name: str, settings: Settings) -> None:
+def ensure_default_drift(
+    session: Session, *, model_name: str, settings: Settings, embeddings: bool = True
+) -> None:
     """Give a newly deployed model the acquisition-drift monitor of the settings (window,
-    alpha, persistence, permutations), unless it
-    already has monitors (declared ones are never overridden)."""
+    alpha, persistence, permutations), unless it already has monitors (declared ones are never
+    overridden). ``embeddings``: whether the model has an embedding output to test."""
     if list_monitors(session, model_name=model_name):
         return
     spec = DriftSpec(
+        embeddings=embeddings,
         permutations=settings.monitor_permutations,
         window=WindowSpec(type="count", size=settings.monitor_window),
         policy=PolicySpec(
