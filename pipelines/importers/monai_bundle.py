@@ -4,8 +4,9 @@ A bundle describes itself, so the spec is *derived* unless one is given: the inp
 from ``configs/metadata.json`` (``network_data_format``: ``inputs.image``, ``outputs.pred`` and
 its ``channel_def`` names as findings) and the preprocessing from ``configs/inference.json``,
 parsed with MONAI's own :class:`monai.bundle.ConfigParser` and mapped by
-:mod:`.monai_transforms`, which refuses any transform the gateway cannot reproduce. A ``--spec`` overrides the derived spec entirely (the user vouches for the
-preprocessing), but the network is still checked against both the metadata and that spec.
+:mod:`.monai_transforms`, which refuses any transform the gateway cannot reproduce. A ``--spec``
+overrides the derived spec entirely (the user vouches for the preprocessing), but the network is
+still checked against both the metadata and that spec.
 
 Metadata is validated against MONAI's bundle metadata schema, vendored in
 ``schemas/meta_schema_20240725.json``: a verbatim copy of the file MONAI publishes (first in the
