@@ -125,11 +125,10 @@ def export_module(module: Callable[..., Any], spec: ModelSpec, path: Path, where
     """``torch.export`` a network into ``path``: tuple outputs, batch dynamic 1..max_batch_size.
 
     Declared dynamic dimensions of the spec stay dynamic over their declared range. The example
-    batch is 2 (an example of 1 would let the exporter specialise the batch to 1).
+    batch is 2 (an example of 1 would let the exporter specialise the batch to 1). The caller
+    puts an ``nn.Module`` in eval mode first (a loaded program's module has no modes).
     """
     assert spec.input is not None
-    if isinstance(module, nn.Module):
-        module.eval()
     dims: dict[int, Any] = {0: torch.export.Dim("batch", min=1, max=spec.max_batch_size)}
     for axis, d in enumerate(spec.input.shape, start=1):
         if isinstance(d, str):
@@ -164,7 +163,7 @@ def _user_input_dims(program: torch.export.ExportedProgram) -> list[int | torch.
     """The one user input's dimensions (ints, or SymInts for dynamic ones)."""
     user_inputs = list(program.graph_signature.user_inputs)
     in_spec = program.call_spec.in_spec
-    kwargs_spec = in_spec.children_specs[1] if in_spec is not None else None
+    kwargs_spec = in_spec.child(1) if in_spec is not None else None
     if len(user_inputs) != 1 or (kwargs_spec is not None and kwargs_spec.num_leaves):
         raise ImportRefusedError(
             f"the program takes {len(user_inputs)} inputs ({list(map(str, user_inputs))}); "
@@ -238,7 +237,7 @@ def _returns_spec_tuple(program: torch.export.ExportedProgram, spec: ModelSpec) 
         out_spec is not None
         and out_spec.type in (tuple, list)
         and out_spec.num_children == len(spec.outputs)
-        and all(c.is_leaf() for c in out_spec.children_specs)
+        and all(c.is_leaf() for c in out_spec.children())
     )
 
 
