@@ -173,6 +173,12 @@ def shape_text(shape: Sequence[int | str | None]) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
+def spec_shape_text(spec: ModelSpec) -> str:
+    """The spec's input as the model sees it, batch first: ``[batch, 1, 96, 96]``."""
+    assert spec.input is not None
+    return shape_text(["batch", *spec.input.shape])
+
+
 def first_line(exc: BaseException) -> str:
     """The informative head of a tool's error (onnxruntime and torch write pages)."""
     text = str(exc).strip() or type(exc).__name__

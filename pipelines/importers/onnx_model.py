@@ -40,6 +40,7 @@ from pipelines.importers.common import (
     require_spec,
     sha256_file,
     shape_text,
+    spec_shape_text,
     zero_batch,
 )
 from pipelines.spec import ModelSpec
@@ -163,7 +164,7 @@ def _check_input(model: onnx.ModelProto, spec: ModelSpec) -> None:
     if len(dims) != len(want):
         raise ImportRefusedError(
             f"the graph's input has shape {shape_text(dims)} (rank {len(dims)}) but the spec "
-            f"declares [batch, *{list(spec.input.shape)}] (rank {len(want)}); make input.shape "
+            f"declares {spec_shape_text(spec)} (rank {len(want)}); make input.shape "
             "match the model"
         )
     if isinstance(dims[0], int):
@@ -176,7 +177,7 @@ def _check_input(model: onnx.ModelProto, spec: ModelSpec) -> None:
         if isinstance(have, int) and isinstance(declared, int) and have != declared:
             raise ImportRefusedError(
                 f"the graph's input has shape {shape_text(dims)} but the spec declares "
-                f"[batch, *{list(spec.input.shape)}]; make input.shape match the model"
+                f"{spec_shape_text(spec)}; make input.shape match the model"
             )
         if isinstance(have, int) and isinstance(declared, str):
             raise ImportRefusedError(

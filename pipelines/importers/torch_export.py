@@ -36,6 +36,7 @@ from pipelines.importers.common import (
     require_spec,
     sha256_file,
     shape_text,
+    spec_shape_text,
     zero_batch,
 )
 from pipelines.spec import ModelSpec
@@ -185,12 +186,12 @@ def _check_signature(program: torch.export.ExportedProgram, spec: ModelSpec) -> 
     """Input rank, fixed sizes, batch range and dynamic dimensions against the spec."""
     assert spec.input is not None
     dims = _user_input_dims(program)
-    shown = [d if isinstance(d, int) else str(d) for d in dims]
+    shown = ["batch" if i == 0 else d if isinstance(d, int) else str(d) for i, d in enumerate(dims)]
     want = ["batch", *spec.input.shape]
     if len(dims) != len(want):
         raise ImportRefusedError(
             f"the program's input has shape {shape_text(shown)} (rank {len(dims)}) but the spec "
-            f"declares [batch, *{list(spec.input.shape)}] (rank {len(want)}); make input.shape "
+            f"declares {spec_shape_text(spec)} (rank {len(want)}); make input.shape "
             "match the model"
         )
     batch = dims[0]
@@ -214,7 +215,7 @@ def _check_signature(program: torch.export.ExportedProgram, spec: ModelSpec) -> 
         if isinstance(have, int) and isinstance(declared, int) and have != declared:
             raise ImportRefusedError(
                 f"the program's input has shape {shape_text(shown)} but the spec declares "
-                f"[batch, *{list(spec.input.shape)}]; make input.shape match the model"
+                f"{spec_shape_text(spec)}; make input.shape match the model"
             )
         if isinstance(have, int) and isinstance(declared, str):
             raise ImportRefusedError(
