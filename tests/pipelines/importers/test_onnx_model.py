@@ -283,7 +283,7 @@ def test_refuses_a_file_that_is_not_onnx(tmp_path: Path, refused: Refused) -> No
 def test_refuses_outputs_radwatch_cannot_serve(
     onnx_classifier: fm.ForeignModel, tmp_path: Path, refused: Refused, kind: str
 ) -> None:
-    extra = {"kind": kind, "tensor": "embedding"}
+    extra: dict[str, Any] = {"kind": kind, "tensor": "embedding"}
     if kind == "mask":
         extra["labels"] = ["lung"]
     spec = _spec(
