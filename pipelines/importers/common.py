@@ -88,10 +88,13 @@ def tree_sha256(root: Path) -> str:
 
 
 def require_spec(spec: ModelSpec | None, runtime: str, what: str) -> ModelSpec:
-    """The spec of a format that cannot describe itself (ONNX, ``.pt2``) is not optional."""
+    """The spec of a format that cannot describe itself (ONNX, ``.pt2``) is not optional.
+
+    ``what`` names the source with its article ("an ONNX model"); it starts the message.
+    """
     if spec is None:
         raise ImportRefusedError(
-            f"a {what} model needs a spec: pass --spec with its input, outputs and "
+            f"{what} needs a spec: pass --spec with its input, outputs and "
             f'preprocessing (runtime "{runtime}")'
         )
     return check_runtime(spec, runtime, what)
@@ -100,7 +103,7 @@ def require_spec(spec: ModelSpec | None, runtime: str, what: str) -> ModelSpec:
 def check_runtime(spec: ModelSpec, runtime: str, what: str) -> ModelSpec:
     if spec.runtime != runtime:
         raise ImportRefusedError(
-            f'a {what} model is served by runtime "{runtime}"; set the spec\'s runtime to '
+            f'{what} is served by runtime "{runtime}"; set the spec\'s runtime to '
             f'"{runtime}" (it says "{spec.runtime}")'
         )
     if spec.input is None:  # parse_spec already guarantees this for non-probe runtimes
@@ -179,11 +182,11 @@ def spec_shape_text(spec: ModelSpec) -> str:
     return shape_text(["batch", *spec.input.shape])
 
 
-def first_line(exc: BaseException) -> str:
-    """The informative head of a tool's error (onnxruntime and torch write pages)."""
-    text = str(exc).strip() or type(exc).__name__
-    line = text.splitlines()[0]
-    return line if len(line) <= 300 else line[:297] + "..."
+def brief(exc: BaseException) -> str:
+    """A tool's error on one line, at most 300 characters (onnxruntime and torch write pages;
+    their first line alone is often a bare heading such as "Error(s) in loading state_dict")."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def publish(staged: Path, workdir: Path, name: str) -> Path:

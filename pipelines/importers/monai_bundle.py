@@ -43,10 +43,10 @@ from pipelines.importers import torch_export
 from pipelines.importers.common import (
     ImportedModel,
     ImportRefusedError,
+    brief,
     build_card,
     check_runtime,
     example_shape,
-    first_line,
     publish,
     sha256_file,
     tree_sha256,
@@ -92,7 +92,7 @@ def open_bundle(source: Path) -> Iterator[Path]:
                 archive.extractall(tmp)
         except (zipfile.BadZipFile, OSError) as exc:
             raise ImportRefusedError(
-                f"{source.name} is not a readable zip: {first_line(exc)}; zip the bundle folder"
+                f"{source.name} is not a readable zip: {brief(exc)}; zip the bundle folder"
             ) from None
         yield _root(Path(tmp), source.name)
 
@@ -114,7 +114,7 @@ def read_metadata(root: Path) -> dict[str, Any]:
     try:
         metadata = json.loads((root / METADATA).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ImportRefusedError(f"{METADATA} is not valid JSON: {first_line(exc)}") from None
+        raise ImportRefusedError(f"{METADATA} is not valid JSON: {brief(exc)}") from None
     schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft201909Validator(schema).iter_errors(metadata)
@@ -142,7 +142,7 @@ def read_parser(root: Path, metadata: Mapping[str, Any]) -> ConfigParser:
     try:
         parser.read_config(str(config))
     except Exception as exc:
-        raise ImportRefusedError(f"{config.name} cannot be read: {first_line(exc)}") from None
+        raise ImportRefusedError(f"{config.name} cannot be read: {brief(exc)}") from None
     parser.read_meta(dict(metadata))
     parser["bundle_root"] = str(root)
     return parser
@@ -247,9 +247,7 @@ def load_network(root: Path, parser: ConfigParser) -> nn.Module:
     try:
         net = parser.get_parsed_content(NETWORK_ID)
     except Exception as exc:
-        raise ImportRefusedError(
-            f"{NETWORK_ID} cannot be instantiated: {first_line(exc)}"
-        ) from None
+        raise ImportRefusedError(f"{NETWORK_ID} cannot be instantiated: {brief(exc)}") from None
     if not isinstance(net, nn.Module):
         raise ImportRefusedError(f"{NETWORK_ID} is a {type(net).__name__}, not a torch module")
     if not (root / WEIGHTS).is_file():
@@ -258,7 +256,7 @@ def load_network(root: Path, parser: ConfigParser) -> nn.Module:
         state = torch.load(root / WEIGHTS, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ImportRefusedError(
-            f"{WEIGHTS} cannot be loaded safely: {first_line(exc)}; save a state_dict"
+            f"{WEIGHTS} cannot be loaded safely: {brief(exc)}; save a state_dict"
         ) from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]  # a CheckpointSaver checkpoint {"model": ..., "optimizer": ...}
@@ -266,8 +264,7 @@ def load_network(root: Path, parser: ConfigParser) -> nn.Module:
         net.load_state_dict(state, strict=True)
     except Exception as exc:
         raise ImportRefusedError(
-            f"{WEIGHTS} does not fit {NETWORK_ID}: {first_line(exc)}; save the weights of "
-            "this network"
+            f"{WEIGHTS} does not fit {NETWORK_ID}: {brief(exc)}; save the weights of this network"
         ) from None
     return net.eval()
 
@@ -284,7 +281,7 @@ def check_against_metadata(net: nn.Module, metadata: Mapping[str, Any]) -> None:
     except Exception as exc:
         raise ImportRefusedError(
             f"{NETWORK_ID} does not take the input {METADATA} declares ({shape}): "
-            f"{first_line(exc)}; fix inputs.image num_channels/spatial_shape"
+            f"{brief(exc)}; fix inputs.image num_channels/spatial_shape"
         ) from None
     names = list(fmt["outputs"])
     if isinstance(result, torch.Tensor):
@@ -317,7 +314,7 @@ def _license(root: Path, metadata: Mapping[str, Any]) -> str | None:
 def import_bundle(source: Path, spec: ModelSpec | None, workdir: Path) -> ImportedModel:
     """Validate a bundle, derive (or check) its spec, export ``model.pt2`` into ``workdir``."""
     if spec is not None:
-        check_runtime(spec, torch_export.RUNTIME, "MONAI bundle (exported with torch.export)")
+        check_runtime(spec, torch_export.RUNTIME, "a MONAI bundle (exported with torch.export)")
     digest = tree_sha256(source) if source.is_dir() else sha256_file(source)
     with open_bundle(source) as root, tempfile.TemporaryDirectory(prefix="radwatch-") as tmp:
         metadata = read_metadata(root)

@@ -31,11 +31,11 @@ from pipelines.importers.common import (
     PROBE_BATCHES,
     ImportedModel,
     ImportRefusedError,
+    brief,
     build_card,
     check_declared_width,
     check_output_arrays,
     example_shape,
-    first_line,
     publish,
     require_spec,
     sha256_file,
@@ -65,7 +65,7 @@ def _load(source: Path) -> tuple[onnx.ModelProto, list[Path]]:
     except Exception as exc:
         raise ImportRefusedError(
             f"{source.name} is not an ONNX model onnx {onnx.__version__} can read: "
-            f"{first_line(exc)}; export it with torch.onnx.export or onnx.save_model"
+            f"{brief(exc)}; export it with torch.onnx.export or onnx.save_model"
         ) from None
     locations = sorted(
         {ExternalDataInfo(t).location for t in shallow.graph.initializer if uses_external_data(t)}
@@ -86,7 +86,7 @@ def _check(model: onnx.ModelProto) -> None:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise ImportRefusedError(
-            f"onnx.checker rejects the model: {first_line(exc)}; fix the graph and export again"
+            f"onnx.checker rejects the model: {brief(exc)}; fix the graph and export again"
         ) from None
 
 
@@ -121,7 +121,7 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
                 f"supports; re-export with torch.onnx.export(..., opset_version<="
                 f"{_max_known_opset()})"
             ) from None
-        raise ImportRefusedError(f"{where} cannot load the model: {first_line(exc)}") from None
+        raise ImportRefusedError(f"{where} cannot load the model: {brief(exc)}") from None
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str | None]:
@@ -227,7 +227,7 @@ def _probe(session: ort.InferenceSession, spec: ModelSpec) -> None:
         except Exception as exc:
             raise ImportRefusedError(
                 f"onnxruntime fails on a zero batch of shape {list(example_shape(spec, batch))}"
-                f": {first_line(exc)}; export the model with a dynamic batch"
+                f": {brief(exc)}; export the model with a dynamic batch"
             ) from None
         check_output_arrays(spec, arrays, batch, "the model")
 
@@ -256,7 +256,7 @@ def _card_fields(model: onnx.ModelProto) -> dict[str, Any]:
 
 def import_onnx(source: Path, spec: ModelSpec | None, workdir: Path) -> ImportedModel:
     """Check an ``.onnx`` file against its spec and publish ``model.onnx`` into ``workdir``."""
-    spec = require_spec(spec, RUNTIME, "ONNX")
+    spec = require_spec(spec, RUNTIME, "an ONNX model")
     model, data_files = _load(source)
     _check(model)
     session = _session(model)

@@ -28,10 +28,10 @@ from pipelines.importers.common import (
     PROBE_BATCHES,
     ImportedModel,
     ImportRefusedError,
+    brief,
     build_card,
     check_output_arrays,
     example_shape,
-    first_line,
     publish,
     require_spec,
     sha256_file,
@@ -104,7 +104,7 @@ def probe(module: Callable[..., Any], spec: ModelSpec, where: str) -> None:
         except Exception as exc:
             raise ImportRefusedError(
                 f"{where} fails on a zero batch of shape {list(example_shape(spec, batch))}: "
-                f"{first_line(exc)}; export it for the spec's input shape with a dynamic batch"
+                f"{brief(exc)}; export it for the spec's input shape with a dynamic batch"
             ) from None
         check_output_arrays(spec, arrays, batch, where)
 
@@ -145,7 +145,7 @@ def export_module(module: Callable[..., Any], spec: ModelSpec, path: Path, where
     except Exception as exc:
         raise ImportRefusedError(
             f"{where} cannot be exported with torch.export for a dynamic batch 1.."
-            f"{spec.max_batch_size}: {first_line(exc)}"
+            f"{spec.max_batch_size}: {brief(exc)}"
         ) from None
     torch.export.save(program, str(path))
 
@@ -156,7 +156,7 @@ def _load(path: Path) -> torch.export.ExportedProgram:
     except Exception as exc:
         raise ImportRefusedError(
             f"{path.name} is not a torch.export archive torch {torch.__version__} can load: "
-            f"{first_line(exc)}; save it with torch.export.save"
+            f"{brief(exc)}; save it with torch.export.save"
         ) from None
 
 
@@ -244,7 +244,7 @@ def _returns_spec_tuple(program: torch.export.ExportedProgram, spec: ModelSpec) 
 
 def import_torch_export(source: Path, spec: ModelSpec | None, workdir: Path) -> ImportedModel:
     """Check a ``.pt2`` against its spec and publish ``model.pt2`` (see the module docstring)."""
-    spec = require_spec(spec, RUNTIME, "torch.export (.pt2)")
+    spec = require_spec(spec, RUNTIME, "a torch.export archive (.pt2)")
     program = _load(source)
     _check_signature(program, spec)
     module = program.module()
