@@ -39,7 +39,7 @@ from pipelines.importers.common import (
     spec_shape_text,
     zero_batch,
 )
-from pipelines.spec import ModelSpec
+from pipelines.spec import DynamicDim, ModelSpec
 
 RUNTIME = "torch-export"
 ARTIFACT = ARTIFACT_NAMES[RUNTIME]
@@ -134,7 +134,8 @@ def export_module(module: Callable[..., Any], spec: ModelSpec, path: Path, where
     for axis, d in enumerate(spec.input.shape, start=1):
         if isinstance(d, str):
             r = spec.input.dynamic[d]
-            dims[axis] = torch.export.Dim(d, min=r.min, max=r.max)
+            # spec names may hold '.', ':' or '-'; a Dim's name must be an identifier
+            dims[axis] = torch.export.Dim(f"dim{axis}", min=r.min, max=r.max)
     example = torch.zeros(example_shape(spec, 2), dtype=torch.float32)
     try:
         program = torch.export.export(
@@ -182,6 +183,22 @@ def _user_input_dims(program: torch.export.ExportedProgram) -> list[int | torch.
     return list(value.shape)
 
 
+def _check_range(
+    program: torch.export.ExportedProgram, dim: torch.SymInt, want: DynamicDim, name: str
+) -> None:
+    """The program's range for a dynamic dimension covers every size radwatch may send."""
+    bounds = program.range_constraints.get(dim.node.expr)
+    if bounds is None:
+        return
+    lower, upper = int(bounds.lower), bounds.upper
+    if lower > want.min or (upper.is_finite and int(upper) < want.max):
+        fix = "lower spec.max_batch_size" if name == "batch" else "narrow input.dynamic"
+        raise ImportRefusedError(
+            f"the program accepts {name} sizes {lower}..{upper} but the spec lets radwatch send "
+            f"{want.min}..{want.max}; export with Dim(min={want.min}, max={want.max}) or {fix}"
+        )
+
+
 def _check_signature(program: torch.export.ExportedProgram, spec: ModelSpec) -> None:
     """Input rank, fixed sizes, batch range and dynamic dimensions against the spec."""
     assert spec.input is not None
@@ -201,15 +218,7 @@ def _check_signature(program: torch.export.ExportedProgram, spec: ModelSpec) -> 
             f'dynamic_shapes={{"x": {{0: torch.export.Dim("batch", min=1, '
             f"max={spec.max_batch_size})}}}}"
         )
-    bounds = program.range_constraints.get(batch.node.expr)
-    if bounds is not None:
-        lower, upper = int(bounds.lower), bounds.upper
-        if lower > 1 or (upper.is_finite and int(upper) < spec.max_batch_size):
-            raise ImportRefusedError(
-                f"the program accepts batches of {lower}..{upper} but radwatch sends 1.."
-                f"{spec.max_batch_size}; export with Dim('batch', min=1, "
-                f"max={spec.max_batch_size}) or lower spec.max_batch_size"
-            )
+    _check_range(program, batch, DynamicDim(min=1, max=spec.max_batch_size), "batch")
     undeclared: list[str] = []
     for axis, (have, declared) in enumerate(zip(dims[1:], spec.input.shape, strict=True), 1):
         if isinstance(have, int) and isinstance(declared, int) and have != declared:
@@ -224,6 +233,8 @@ def _check_signature(program: torch.export.ExportedProgram, spec: ModelSpec) -> 
             )
         if not isinstance(have, int) and isinstance(declared, int):
             undeclared.append(f"axis {axis}")
+        if not isinstance(have, int) and isinstance(declared, str):
+            _check_range(program, have, spec.input.dynamic[declared], f"{declared!r}")
     if undeclared:
         raise ImportRefusedError(
             f"undeclared dynamic dims: the program's input {shape_text(shown)} is dynamic at "

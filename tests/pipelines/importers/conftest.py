@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +54,24 @@ def refused() -> Refused:
 
 
 @pytest.fixture
-def reproduces() -> Callable[[ImportedModel], None]:
-    """``reproduces(imported)``: the published artifact, run as Triton will run it, equals the
-    model's own runtime (:func:`reference_runtime`) to 1e-5 on random batches of 3 and 1."""
+def reproduces() -> Callable[..., None]:
+    """``reproduces(imported, shape=None)``: the published artifact, run as Triton will run it,
+    equals the model's own runtime (:func:`reference_runtime`) to 1e-5 on random batches of 3
+    and 1 of per-sample ``shape`` (default: the spec's input shape, which must be fixed)."""
     return _reproduces
 
 
-def _reproduces(imported: ImportedModel, batch_sizes: tuple[int, ...] = (3, 1)) -> None:
+def _reproduces(
+    imported: ImportedModel,
+    shape: Sequence[int] | None = None,
+    batch_sizes: tuple[int, ...] = (3, 1),
+) -> None:
     reference = reference_runtime(imported)
     spec = imported.spec.model_dump(mode="json")
     assert imported.spec.input is not None
+    shape = shape or [int(d) for d in imported.spec.input.shape]
     for i, batch in enumerate(batch_sizes):
-        x = fm.random_batch([int(d) for d in imported.spec.input.shape], batch, seed=i)
+        x = fm.random_batch(shape, batch, seed=i)
         want = reference(x)
         got = fm.run_artifact(imported.artifact, spec, x)
         assert set(got) == set(want) == {o.tensor for o in imported.spec.outputs}

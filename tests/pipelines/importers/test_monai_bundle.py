@@ -13,12 +13,13 @@ import pytest
 import torch
 from monai.bundle.config_parser import ConfigParser
 
-from pipelines.importers import ImportedModel, import_model
+from pipelines.importers import import_model
 from pipelines.importers.common import sha256_file
 from pipelines.spec import parse_spec
 from tests.fixtures import foreign_models as fm
 
 Refused = Callable[..., str]
+Reproduces = Callable[..., None]
 
 
 def _transforms(*extra: dict[str, Any]) -> tuple[dict[str, Any], ...]:
@@ -27,7 +28,7 @@ def _transforms(*extra: dict[str, Any]) -> tuple[dict[str, Any], ...]:
 
 
 def test_bundle_gives_its_spec_and_serves_its_network(
-    bundle: fm.ForeignModel, tmp_path: Path, reproduces: Callable[[ImportedModel], None]
+    bundle: fm.ForeignModel, tmp_path: Path, reproduces: Reproduces
 ) -> None:
     imported = import_model(bundle.path, None, tmp_path)
 
@@ -61,9 +62,7 @@ def test_reference_is_the_network_monai_builds(bundle: fm.ForeignModel, tmp_path
     assert abs(reference_runtime(imported)(x)["pred"] - want).max() <= 1e-6
 
 
-def test_zipped_bundle_and_tree_hash(
-    tmp_path: Path, reproduces: Callable[[ImportedModel], None]
-) -> None:
+def test_zipped_bundle_and_tree_hash(tmp_path: Path, reproduces: Reproduces) -> None:
     zipped = fm.build_monai_bundle(tmp_path / "src", as_zip=True)
     imported = import_model(zipped.path, None, tmp_path / "work")
 

@@ -10,12 +10,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from pipelines.importers import ImportedModel, import_model
+from pipelines.importers import import_model
 from pipelines.importers.common import sha256_file
 from pipelines.spec import parse_spec
 from tests.fixtures import foreign_models as fm
 
 Refused = Callable[..., str]
+Reproduces = Callable[..., None]
 
 
 def _spec(base: dict[str, Any], **changes: Any) -> Any:
@@ -30,7 +31,7 @@ def _findings_output(count: int) -> dict[str, Any]:
 def test_classifier_is_served_as_its_own_runtime_runs_it(
     onnx_classifier: fm.ForeignModel,
     tmp_path: Path,
-    reproduces: Callable[[ImportedModel], None],
+    reproduces: Reproduces,
 ) -> None:
     imported = import_model(onnx_classifier.path, parse_spec(onnx_classifier.spec), tmp_path)
 
@@ -47,9 +48,7 @@ def test_classifier_is_served_as_its_own_runtime_runs_it(
     reproduces(imported)
 
 
-def test_embedding_only_encoder(
-    tmp_path: Path, reproduces: Callable[[ImportedModel], None]
-) -> None:
+def test_embedding_only_encoder(tmp_path: Path, reproduces: Reproduces) -> None:
     model = fm.build_embedding_encoder(tmp_path / "src", fmt="onnx")
     imported = import_model(model.path, parse_spec(model.spec), tmp_path / "work")
 
@@ -58,9 +57,7 @@ def test_embedding_only_encoder(
     reproduces(imported)
 
 
-def test_external_data_is_rewritten_as_one_file(
-    tmp_path: Path, reproduces: Callable[[ImportedModel], None]
-) -> None:
+def test_external_data_is_rewritten_as_one_file(tmp_path: Path, reproduces: Reproduces) -> None:
     model = fm.build_onnx_classifier(tmp_path / "src", external_data=True)
     assert (model.path.parent / f"{model.path.name}.data").is_file()
 
@@ -72,9 +69,7 @@ def test_external_data_is_rewritten_as_one_file(
     reproduces(imported)
 
 
-def test_declared_dynamic_spatial_dims_are_accepted(
-    tmp_path: Path, reproduces: Callable[[ImportedModel], None]
-) -> None:
+def test_declared_dynamic_spatial_dims_are_accepted(tmp_path: Path, reproduces: Reproduces) -> None:
     model = fm.build_onnx_classifier(tmp_path / "src", dynamic_hw=True)
     spec = dict(model.spec)
     spec["input"] = {
@@ -86,6 +81,7 @@ def test_declared_dynamic_spatial_dims_are_accepted(
 
     assert imported.spec.input is not None
     assert imported.spec.input.shape == (3, "height", "width")
+    reproduces(imported, shape=[3, 128, 192])
 
 
 def test_refuses_without_a_spec(

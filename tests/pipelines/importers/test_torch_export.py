@@ -9,12 +9,13 @@ from typing import Any
 
 import torch
 
-from pipelines.importers import ImportedModel, import_model
+from pipelines.importers import import_model
 from pipelines.importers.common import sha256_file
 from pipelines.spec import parse_spec
 from tests.fixtures import foreign_models as fm
 
 Refused = Callable[..., str]
+Reproduces = Callable[..., None]
 
 
 def _spec(base: dict[str, Any], **changes: Any) -> Any:
@@ -30,7 +31,7 @@ def _out_spec_type(path: Path) -> type:
 def test_tuple_archive_is_served_verbatim(
     pt2_classifier: fm.ForeignModel,
     tmp_path: Path,
-    reproduces: Callable[[ImportedModel], None],
+    reproduces: Reproduces,
 ) -> None:
     imported = import_model(pt2_classifier.path, parse_spec(pt2_classifier.spec), tmp_path)
 
@@ -45,7 +46,7 @@ def test_tuple_archive_is_served_verbatim(
 
 
 def test_dict_archive_is_re_exported_as_a_spec_ordered_tuple(
-    tmp_path: Path, reproduces: Callable[[ImportedModel], None]
+    tmp_path: Path, reproduces: Reproduces
 ) -> None:
     model = fm.build_pt2_classifier(tmp_path / "src", outputs="dict")
     assert _out_spec_type(model.path) is dict
@@ -60,9 +61,7 @@ def test_dict_archive_is_re_exported_as_a_spec_ordered_tuple(
     assert module(torch.zeros(fm.MAX_BATCH, *fm.CLASSIFIER_SHAPE))[0].shape == (fm.MAX_BATCH, 5)
 
 
-def test_embedding_only_encoder_returning_a_tensor(
-    tmp_path: Path, reproduces: Callable[[ImportedModel], None]
-) -> None:
+def test_embedding_only_encoder_returning_a_tensor(tmp_path: Path, reproduces: Reproduces) -> None:
     model = fm.build_embedding_encoder(tmp_path / "src", fmt="pt2")
     imported = import_model(model.path, parse_spec(model.spec), tmp_path / "work")
 
@@ -180,7 +179,7 @@ def test_refuses_a_batch_range_below_max_batch_size(tmp_path: Path, refused: Ref
     refused(
         lambda: import_model(model.path, parse_spec(model.spec), work),
         work,
-        "batches of 1..8",
+        "batch sizes 1..8",
         "1..32",
         "lower spec.max_batch_size",
     )
@@ -194,6 +193,41 @@ def test_refuses_undeclared_dynamic_dims(tmp_path: Path, refused: Refused) -> No
         work,
         "undeclared dynamic dims",
         "axis 2, axis 3",
+    )
+
+
+def _dynamic_hw_spec(base: dict[str, Any], largest: int) -> Any:
+    dynamic = {"min": 64, "max": largest}
+    shape = [3, "height", "width"]
+    spec_input = {
+        "name": "pixels",
+        "shape": shape,
+        "dynamic": {"height": dynamic, "width": dynamic},
+    }
+    return _spec(base, input=spec_input)
+
+
+def test_declared_dynamic_spatial_dims_within_the_programs_range(
+    tmp_path: Path, reproduces: Reproduces
+) -> None:
+    model = fm.build_pt2_classifier(tmp_path / "src", dynamic_hw=True)
+    imported = import_model(model.path, _dynamic_hw_spec(model.spec, 512), tmp_path / "work")
+
+    assert sha256_file(imported.artifact) == imported.source_sha256
+    assert imported.spec.input is not None
+    assert imported.spec.input.shape == (3, "height", "width")
+    reproduces(imported, shape=[3, 128, 192])
+
+
+def test_refuses_a_dynamic_range_wider_than_the_programs(tmp_path: Path, refused: Refused) -> None:
+    model = fm.build_pt2_classifier(tmp_path / "src", dynamic_hw=True)
+    work = tmp_path / "work"
+    refused(
+        lambda: import_model(model.path, _dynamic_hw_spec(model.spec, 1024), work),
+        work,
+        "'height' sizes 64..512",
+        "64..1024",
+        "narrow input.dynamic",
     )
 
 
