@@ -5,7 +5,8 @@ Three formats, one result (:class:`ImportedModel`):
 - ``*.onnx`` (spec required): served as ``model.onnx`` by onnxruntime (:mod:`.onnx_model`);
 - ``*.pt2`` from ``torch.export`` (spec required): served as ``model.pt2`` (:mod:`.torch_export`);
 - a MONAI Bundle, folder or ``*.zip`` (spec derived from its metadata and inference config
-  unless given): its network exported to ``model.pt2`` (:mod:`.monai_bundle`).
+  unless given): its network exported to ``model.pt2`` (:mod:`.monai_bundle`; the mapping of
+  its inference transforms onto radwatch's preprocessing is :mod:`.monai_transforms`).
 
 Every importer refuses with :class:`ImportRefusedError` (one line naming the fix) and writes
 nothing to the work folder unless the whole import succeeds. :func:`reference_runtime` runs a
