@@ -307,10 +307,12 @@ class ModelSpec(_Strict):
         return next((o for o in self.outputs if isinstance(o, EmbeddingOutput)), None)
 
     def interface(self) -> dict[str, Any]:
-        """What every version of one registered model must share: the tensors Triton serves
-        (one config per model name), the finding names and the embedding width the monitors
+        """What every version of one registered model must share: the runtime and tensors
+        Triton serves (one config per model name), the finding names and the embedding width the monitors
         compare across versions. Thresholds, preprocessing and the description may change."""
         return {
+            "runtime": self.runtime,
+            "max_batch_size": self.max_batch_size,
             "modality": self.modality,
             "dimensionality": self.dimensionality,
             "input": None if self.input is None else self.input.model_dump(mode="json"),

@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from services.labels.endpoints import router as labels_router
     from services.monitoring.endpoints import router as monitoring_router
     from services.promotion.endpoints import router as promotion_router
+    from services.registry.endpoints import router as registry_router
     from services.retraining.endpoints import router as retraining_router
     from services.serving.endpoints import lifecycle_router as routing_router
     from services.serving.endpoints import router as serving_router
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(promotion_router)
     app.include_router(routing_router)
     app.include_router(retraining_router)
+    app.include_router(registry_router)
     app.include_router(ui_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and dependency status")

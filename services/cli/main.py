@@ -12,6 +12,7 @@ import typer
 from services.cli import audit as audit_cli
 from services.cli import grafana as grafana_cli
 from services.cli import lifecycle as lifecycle_cli
+from services.cli import models as models_cli
 from services.cli import monitor as monitor_cli
 from services.cli import monitors as monitors_cli
 from services.cli import retrain as retrain_cli
@@ -33,6 +34,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(monitors_cli.app, name="monitors")
+app.add_typer(models_cli.app, name="models")
+app.add_typer(models_cli.reference_app, name="reference")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(grafana_cli.app, name="grafana")
 app.add_typer(retrain_cli.app, name="retrain")

@@ -49,22 +49,35 @@ class ReferenceSummary:
     sites: dict[str, int]
 
 
-def study_files(source: Path) -> list[Path]:
-    """The DICOM files a source names: every file under a directory (sorted, hidden files
-    skipped), or the ``path`` column of a parquet table (relative to the table's folder)."""
+#: Columns of a parquet source that override the DICOM tags of their row (as the fields a
+#: client sends with a prediction do).
+OVERRIDES = ("site", *_CATEGORICAL, *_NUMERIC)
+
+
+def study_files(source: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The DICOM files a source names, each with the values that override its tags: every file
+    under a directory (sorted, hidden files skipped; no overrides), or the ``path`` column of a
+    parquet table (relative to the table's folder) with any of :data:`OVERRIDES` as columns."""
     if source.is_dir():
-        return sorted(
-            p
-            for p in source.rglob("*")
+        return [
+            (p, {})
+            for p in sorted(source.rglob("*"))
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
-        )
+        ]
     if source.suffix == ".parquet":
         table = pd.read_parquet(source)
         if "path" not in table.columns:
             raise ValidationFailedError(
                 f"{source.name} has no 'path' column; list one DICOM file per row under 'path'."
             )
-        return [(source.parent / str(p)).resolve() for p in table["path"]]
+        extra = [c for c in OVERRIDES if c in table.columns]
+        return [
+            (
+                (source.parent / str(row["path"])).resolve(),
+                {c: row[c] for c in extra if not pd.isna(row[c])},
+            )
+            for row in table.to_dict("records")
+        ]
     raise ValidationFailedError(
         f"{source} is neither a directory of DICOM files nor a .parquet table of their paths."
     )
@@ -103,17 +116,23 @@ def read_labels(path: Path, findings: Sequence[str]) -> dict[str, dict[str, int]
         return out
 
 
-def _decoded(files: Sequence[Path]) -> Iterator[tuple[int, DicomImage | None]]:
-    for i, path in enumerate(files):
+def _decoded(
+    files: Sequence[tuple[Path, dict[str, Any]]],
+) -> Iterator[tuple[int, DicomImage | None]]:
+    for i, (path, overrides) in enumerate(files):
         try:
-            yield i, read_dicom(path.read_bytes())
+            dicom = read_dicom(path.read_bytes())
         except (OSError, PipelineError):
             yield i, None
+            continue
+        dicom.metadata.update(overrides)
+        yield i, dicom
 
 
 def _metadata_row(dicom: DicomImage) -> dict[str, Any]:
     meta = dicom.metadata
-    row: dict[str, Any] = {"site": site_slug(str(meta.get("institution_name") or "unknown"))}
+    site = meta.get("site") or site_slug(str(meta.get("institution_name") or "unknown"))
+    row: dict[str, Any] = {"site": str(site)}
     for c in _CATEGORICAL:
         row[c] = meta.get(c)
     for c in _NUMERIC:
