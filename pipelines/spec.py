@@ -308,8 +308,9 @@ class ModelSpec(_Strict):
 
     def interface(self) -> dict[str, Any]:
         """What every version of one registered model must share: the runtime and tensors
-        Triton serves (one config per model name), the finding names and the embedding width the monitors
-        compare across versions. Thresholds, preprocessing and the description may change."""
+        Triton serves (one config per model name), the finding names and the embedding width
+        the monitors compare across versions. Thresholds, preprocessing and the description
+        may change."""
         return {
             "runtime": self.runtime,
             "max_batch_size": self.max_batch_size,
