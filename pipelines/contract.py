@@ -1,7 +1,8 @@
-"""The shapes and names that the pipelines, the Triton model and the gateway agree on.
+"""The built-in model's shapes and names (RadiographNet, :mod:`pipelines.model`).
 
-Everything that crosses a process boundary (the Triton model repository, the gateway, the
-reference profile) uses these constants, so a change here is a change of the wire format.
+Only the built-in model's own code reads these: :func:`pipelines.model.builtin_spec` turns them
+into a :class:`~pipelines.spec.ModelSpec`, and everything else (the exporter, the gateway, the
+monitors) reads the spec, so an imported model with other shapes goes through the same code.
 """
 
 from __future__ import annotations
@@ -26,16 +27,3 @@ TRITON_OUTPUT_EMBEDDING: Final = "EMBEDDING"
 
 #: Largest batch the Triton config accepts; dynamic batching groups requests up to it.
 TRITON_MAX_BATCH: Final = 64
-
-#: Acquisition metadata columns recorded with every prediction and kept in the reference profile.
-CATEGORICAL_METADATA: Final[tuple[str, ...]] = (
-    "manufacturer",
-    "manufacturer_model",
-    "view_position",
-    "sex",
-    "race_ethnicity",
-)
-NUMERIC_METADATA: Final[tuple[str, ...]] = ("kvp", "age")
-
-#: Image statistics the gateway computes on the raw (pre-resize) pixel array, scaled to [0, 1].
-IMAGE_STATS: Final[tuple[str, ...]] = ("mean", "std", "p01", "p99", "height", "width")

@@ -28,7 +28,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from pipelines.contract import IMAGE_STATS
+from pipelines.acquisition import IMAGE_STATS
 from pipelines.errors import InvalidImageError
 from pipelines.spec import InputSpec, ModelSpec, Preprocessing, SpecError
 

@@ -19,14 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from pipelines.contract import (
-    CATEGORICAL_METADATA,
-    EMBEDDING_DIM,
-    FINDINGS,
-    IMAGE_STATS,
-    NUMERIC_METADATA,
-    TRITON_MAX_BATCH,
-)
+from pipelines.acquisition import CATEGORICAL_METADATA, IMAGE_STATS, NUMERIC_METADATA
+from pipelines.contract import EMBEDDING_DIM, FINDINGS, TRITON_MAX_BATCH
 from pipelines.model import RadiographNet, predict
 from pipelines.preprocess import image_stats, to_model_input
 from pipelines.synth import Study

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from pipelines.contract import FINDINGS
 from pipelines.train import TrainConfig, TrainResult, train
 from services.audit import actions
 from services.audit import service as audit
@@ -27,8 +26,9 @@ class RegisteredModel:
 
 def model_card(name: str, result: TrainResult) -> str:
     """A short model card: intended use, data, performance and known limits."""
+    findings = result.profile.findings
     rows = "\n".join(
-        f"| {f} | {result.metrics.get(f'val_auroc_{f}', float('nan')):.3f} |" for f in FINDINGS
+        f"| {f} | {result.metrics.get(f'val_auroc_{f}', float('nan')):.3f} |" for f in findings
     )
     return f"""# Model card: {name}
 
@@ -37,7 +37,7 @@ device; every output is reviewed by a radiologist. Trained on radwatch's synthet
 generator, so it is a stand-in for a foundation-model classifier, not a clinical model.
 
 **Architecture.** Small CNN encoder ({result.model.embedding_dim}-dim embedding) with one linear
-head per finding: {", ".join(FINDINGS)}.
+head per finding: {", ".join(findings)}.
 
 **Training data.** {result.config.n_train} synthetic studies, validation {result.config.n_val},
 seed {result.config.seed}, all default sites and vendors.

@@ -19,7 +19,6 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session
 
-from pipelines.contract import FINDINGS
 from pipelines.dossier import DossierCriteria, DossierInputs, EvaluationSet
 from pipelines.dossier import build_document as build_dossier_document
 from pipelines.dossier_report import render_html, render_plots
@@ -63,6 +62,8 @@ class EventSnapshot:
     labels: npt.NDArray[np.int8]
     scores: npt.NDArray[np.float64]
     attributes: Mapping[str, ObjectArray]
+    #: The model's findings (its spec's), the column order of ``labels`` and ``scores``.
+    findings: tuple[str, ...]
 
     def __len__(self) -> int:
         return len(self.event_ids)
@@ -74,6 +75,7 @@ class EventSnapshot:
             labels=self.labels[sl],
             scores=self.scores[sl],
             attributes={k: v[sl] for k, v in self.attributes.items()},
+            findings=self.findings,
         )
 
     def split(self, holdout_fraction: float, finding: str) -> tuple[EventSnapshot, EventSnapshot]:
@@ -87,7 +89,7 @@ class EventSnapshot:
                 "dossier and train on the rest."
             ) from None
         train, held = self.rows(slice(0, cut)), self.rows(slice(cut, None))
-        y = held.labels[:, FINDINGS.index(finding)]
+        y = held.labels[:, self.findings.index(finding)]
         n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
         if min(n_pos, n_neg) < MIN_HOLDOUT_CLASS:
             raise ValidationFailedError(
@@ -112,10 +114,21 @@ def _attributes(events: Sequence[PredictionEvent]) -> dict[str, ObjectArray]:
 
 
 def load_events(
-    session: Session, *, model_name: str, version: int, finding: str, max_events: int
+    session: Session,
+    *,
+    model_name: str,
+    version: int,
+    finding: str,
+    max_events: int,
+    findings: tuple[str, ...],
 ) -> EventSnapshot:
     """The newest ``max_events`` events of ``model_name`` ``version`` labelled for ``finding``,
-    oldest first (by the producer's time, else storage time), with every finding's label."""
+    oldest first (by the producer's time, else storage time), with the label of each of the
+    model's ``findings``."""
+    if finding not in findings:
+        raise ValidationFailedError(
+            f"'{finding}' is not a finding of '{model_name}' ({', '.join(findings)})."
+        )
     rows = [
         (e, label)
         for e, label in labels.labelled_events(session, model_name=model_name, finding=finding)
@@ -125,8 +138,8 @@ def load_events(
     rows = rows[-max_events:]
     events = [e for e, _ in rows]
     pids = [e.study_pid for e in events]
-    lab = np.full((len(events), len(FINDINGS)), NO_LABEL, dtype=np.int8)
-    for j, f in enumerate(FINDINGS):
+    lab = np.full((len(events), len(findings)), NO_LABEL, dtype=np.int8)
+    for j, f in enumerate(findings):
         known = (
             {e.study_pid: label for e, label in rows}
             if f == finding
@@ -144,21 +157,22 @@ def load_events(
     for i, e in enumerate(events):
         emb[i] = np.frombuffer(e.embedding, dtype="<f4")
     scores = np.array(
-        [[float(e.scores.get(f, math.nan)) for f in FINDINGS] for e in events], dtype=np.float64
-    ).reshape(len(events), len(FINDINGS))
+        [[float(e.scores.get(f, math.nan)) for f in findings] for e in events], dtype=np.float64
+    ).reshape(len(events), len(findings))
     return EventSnapshot(
         event_ids=np.array([e.id for e in events], dtype=np.int64),
         embeddings=emb,
         labels=lab,
         scores=scores,
         attributes=_attributes(events),
+        findings=findings,
     )
 
 
 def evaluation_set(held: EventSnapshot, candidate: RadiographNet, finding: str) -> EvaluationSet:
     """Both models on the held-out events: the champion's stored production scores, the
     candidate's heads on the stored embeddings."""
-    j = FINDINGS.index(finding)
+    j = held.findings.index(finding)
     champion_scores = held.scores[:, j]
     if not np.isfinite(champion_scores).all():
         raise ValidationFailedError(

@@ -26,7 +26,7 @@ from services.approvals import service as approvals
 from services.audit import actions
 from services.change_protocols import service as protocols
 from services.core.db import session_scope
-from services.core.errors import RadwatchError
+from services.core.errors import RadwatchError, ValidationFailedError
 from services.core.models import RetrainingRun, RetrainingState
 from services.core.ports import ModelRegistry
 from services.registry.service import RegisteredModel, record_registration
@@ -167,6 +167,7 @@ def _execute(
     report("loading", 0, 1)
     with session_scope(sessions) as session:
         run = get(session, run_id)
+        champion_findings = _findings(registry, run.model_name, run.parent_version)
         params, lineage = dict(run.params), dict(run.lineage)
         model_name, parent, trigger = run.model_name, run.parent_version, run.trigger
         protocol_row = protocols.get(session, model_name, int(lineage["protocol_version"]))
@@ -180,6 +181,7 @@ def _execute(
             version=parent,
             finding=finding,
             max_events=int(params["max_events"]),
+            findings=champion_findings,
         )
         train_part, held = snapshot.split(float(params["holdout_fraction"]), finding)
         drift = dossiers.drift_evidence(
@@ -322,6 +324,16 @@ def _execute(
         )
         mark_succeeded(session, run, actor=actor, dossier_id=dossier.id, passed=dossier.passed)
     return version
+
+
+def _findings(registry: ModelRegistry, model_name: str, version: int) -> tuple[str, ...]:
+    spec = registry.load_spec(model_name, version)
+    if spec.findings is None or spec.retraining.kind != "probe":
+        raise ValidationFailedError(
+            f"'{model_name}' version {version} declares retraining '{spec.retraining.kind}'; "
+            "radwatch retrains only models whose spec says 'probe' and that have findings."
+        )
+    return spec.findings.names
 
 
 def _mlflow_params(

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from pipelines.contract import CATEGORICAL_METADATA, IMAGE_STATS, NUMERIC_METADATA
+from pipelines.acquisition import CATEGORICAL_METADATA, IMAGE_STATS, NUMERIC_METADATA
 from pipelines.model import RadiographNet
 from pipelines.profile import METADATA_COLUMNS, ReferenceProfile
 from pipelines.retrain import score_embeddings

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from pipelines.acquisition import CATEGORICAL_METADATA, NUMERIC_METADATA
 from pipelines.dicom import DicomImage, read_dicom, site_slug
 from pipelines.errors import PipelineError
 from pipelines.preprocess import image_stats, prepare
@@ -35,8 +36,6 @@ from services.serving.service import make_ready
 
 #: Studies sent to Triton per request while building.
 BATCH = 16
-_CATEGORICAL = ("manufacturer", "manufacturer_model", "view_position", "sex", "race_ethnicity")
-_NUMERIC = ("kvp", "age")
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class ReferenceSummary:
 
 #: Columns of a parquet source that override the DICOM tags of their row (as the fields a
 #: client sends with a prediction do).
-OVERRIDES = ("site", *_CATEGORICAL, *_NUMERIC)
+OVERRIDES = ("site", *CATEGORICAL_METADATA, *NUMERIC_METADATA)
 
 
 def study_files(source: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -133,9 +132,9 @@ def _metadata_row(dicom: DicomImage) -> dict[str, Any]:
     meta = dicom.metadata
     site = meta.get("site") or site_slug(str(meta.get("institution_name") or "unknown"))
     row: dict[str, Any] = {"site": str(site)}
-    for c in _CATEGORICAL:
+    for c in CATEGORICAL_METADATA:
         row[c] = meta.get(c)
-    for c in _NUMERIC:
+    for c in NUMERIC_METADATA:
         value = meta.get(c)
         row[c] = float(value) if isinstance(value, int | float) else np.nan
     row.update({f"img_{k}": v for k, v in image_stats(dicom.image).items()})

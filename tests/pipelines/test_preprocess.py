@@ -8,7 +8,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from pipelines.contract import IMAGE_SIZE, IMAGE_STATS
+from pipelines.acquisition import IMAGE_STATS
+from pipelines.contract import IMAGE_SIZE
 from pipelines.errors import InvalidImageError
 from pipelines.model import builtin_spec
 from pipelines.preprocess import image_stats, prepare, to_model_input
