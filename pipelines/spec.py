@@ -200,7 +200,11 @@ class ReferenceSpec(_Strict):
 
 
 class EncoderRef(_Strict):
-    """The encoder a probe reads embeddings from, pinned by the hash of its artifact."""
+    """The encoder a probe reads embeddings from, pinned by the hash of its serving artifact.
+
+    A probe's spec repeats the encoder's ``input``, ``preprocessing`` and ``embedding`` output
+    (the gateway prepares pixels for the encoder, Triton serves the encoder, and the gateway
+    applies the probe's heads to the embedding). ``runtime`` is the encoder's runtime."""
 
     name: str = Field(pattern=_NAME)
     version: int = Field(ge=1)
@@ -240,6 +244,8 @@ class ModelSpec(_Strict):
     reference: ReferenceSpec = ReferenceSpec()
     retraining: Retraining = Retraining()
     encoder: EncoderRef | None = None
+    #: For a probe: the encoder's runtime on Triton ("torch-export" or "onnx").
+    encoder_runtime: Literal["torch-export", "onnx"] | None = None
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     description: str = Field(default="", max_length=2000)
 
@@ -252,27 +258,31 @@ class ModelSpec(_Strict):
         for kind in ("findings", "embedding"):
             if kinds.count(kind) > 1:
                 raise ValueError(f"at most one '{kind}' output; got {kinds.count(kind)}")
-        if self.runtime == "probe":
-            if self.encoder is None or self.input is not None or kinds != ["findings"]:
-                raise ValueError(
-                    "a probe (runtime 'probe') names its encoder, has no image input and one "
-                    "'findings' output"
-                )
-        else:
-            if self.input is None:
-                raise ValueError(f"runtime {self.runtime!r} needs an input")
-            if self.encoder is not None:
-                raise ValueError("only a probe (runtime 'probe') names an encoder")
-            if self.input.name in tensors:
-                raise ValueError(f"input name {self.input.name!r} is also an output name")
-            rank = len(self.input.shape) - 1
-            if rank != self.dimensionality:
-                raise ValueError(
-                    f"input.shape {list(self.input.shape)} has {rank} spatial dimension(s) but "
-                    f"dimensionality is {self.dimensionality}; use [C, H, W] for 2-D and "
-                    "[C, D, H, W] for 3-D"
-                )
-        if self.retraining.kind == "probe" and self.runtime != "probe" and "embedding" not in kinds:
+        if self.runtime == "probe" and (
+            self.encoder is None or sorted(kinds) != ["embedding", "findings"]
+        ):
+            raise ValueError(
+                "a probe (runtime 'probe') names its encoder and has a 'findings' output (its "
+                "heads) and an 'embedding' output (the encoder's, which the heads read)"
+            )
+        if self.runtime == "probe" and self.encoder_runtime is None:
+            raise ValueError("a probe names its encoder's runtime in encoder_runtime")
+        if self.runtime != "probe" and (self.encoder is not None or self.encoder_runtime):
+            raise ValueError("only a probe (runtime 'probe') names an encoder")
+        if self.input is None:
+            raise ValueError(
+                f"runtime {self.runtime!r} needs an input (a probe: its encoder's input)"
+            )
+        if self.input.name in tensors:
+            raise ValueError(f"input name {self.input.name!r} is also an output name")
+        rank = len(self.input.shape) - 1
+        if rank != self.dimensionality:
+            raise ValueError(
+                f"input.shape {list(self.input.shape)} has {rank} spatial dimension(s) but "
+                f"dimensionality is {self.dimensionality}; use [C, H, W] for 2-D and "
+                "[C, D, H, W] for 3-D"
+            )
+        if self.retraining.kind == "probe" and "embedding" not in kinds:
             raise ValueError("retraining.kind 'probe' needs an 'embedding' output to refit on")
         unavailable = set(self.monitors or ()) - set(self.available_monitors())
         if unavailable:
@@ -283,7 +293,7 @@ class ModelSpec(_Strict):
         return self
 
     def available_monitors(self) -> tuple[MonitorKind, ...]:
-        out: list[MonitorKind] = [] if self.runtime == "probe" else list(_ALWAYS)
+        out: list[MonitorKind] = list(_ALWAYS)
         for o in self.outputs:
             out.extend(_MONITORS_OF.get(o.kind, ()))
         return tuple(out)
@@ -324,6 +334,23 @@ class ModelSpec(_Strict):
                 for o in self.outputs
             ],
         }
+
+    def encoder_view(self) -> ModelSpec:
+        """For a probe: the spec Triton serves, its encoder (the input, preprocessing and
+        embedding output of this spec, with the encoder's runtime). Any other spec: itself."""
+        if self.runtime != "probe":
+            return self
+        assert self.embedding is not None and self.encoder_runtime is not None
+        return self.model_copy(
+            update={
+                "runtime": self.encoder_runtime,
+                "outputs": (self.embedding,),
+                "encoder": None,
+                "encoder_runtime": None,
+                "monitors": None,
+                "retraining": Retraining(),
+            }
+        )
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys, no whitespace variance): equal specs, equal text."""

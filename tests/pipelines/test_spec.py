@@ -106,16 +106,30 @@ def test_a_monitor_needs_the_output_it_reads() -> None:
         parse_spec(spec)
 
 
-def test_a_probe_names_its_encoder_and_has_no_image_input() -> None:
+def test_a_probe_names_its_encoder_and_serves_through_it() -> None:
     probe = {
         "runtime": "probe",
-        "input": None,
+        "encoder_runtime": "onnx",
+        "input": {"name": "pixels", "shape": [1, 160, 160]},
         "encoder": {"name": "enc", "version": 1, "sha256": "a" * 64},
-        "outputs": [{"kind": "findings", "tensor": "probs", "findings": [{"name": "edema"}]}],
+        "outputs": [
+            {"kind": "findings", "tensor": "probe", "findings": [{"name": "edema"}]},
+            {"kind": "embedding", "tensor": "features", "width": 64},
+        ],
+        "retraining": {"kind": "probe"},
     }
-    assert parse_spec(probe).enabled_monitors() == ("score_drift", "performance", "fairness")
+    spec = parse_spec(probe)
+    assert "performance" in spec.enabled_monitors()
+    view = spec.encoder_view()
+    assert view.runtime == "onnx"
+    assert [o.tensor for o in view.outputs] == ["features"]
+    assert view.input == spec.input
     with pytest.raises(SpecError, match="names its encoder"):
         parse_spec({**probe, "encoder": None})
+    with pytest.raises(SpecError, match="encoder_runtime"):
+        parse_spec({**probe, "encoder_runtime": None})
+    with pytest.raises(SpecError, match="only a probe"):
+        parse_spec({**probe, "runtime": "onnx"})
 
 
 def test_text_that_is_not_a_mapping_is_refused() -> None:
