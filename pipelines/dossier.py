@@ -118,6 +118,13 @@ class DossierInputs:
     drift_evidence: Mapping[str, Any]
     replay: Mapping[str, Any] = field(default_factory=dict)
     retraining_run_id: int | None = None
+    #: How the evaluation cases were chosen; the default is a retraining run's time split.
+    split: str = (
+        "time-ordered: the newest labelled events of the champion version are held out for "
+        "evaluation and never used for training"
+    )
+    #: Which data the dossier used (a sequestered evaluation set's name, version and hash).
+    evaluation_source: Mapping[str, Any] = field(default_factory=dict)
     min_group_n: int = 30
     n_bootstrap: int = 500
     seed: int = 0
@@ -174,10 +181,8 @@ def data_section(inputs: DossierInputs) -> dict[str, Any]:
     ev = inputs.evaluation
     n_train = len(next(iter(inputs.training_attributes.values()), []))
     return {
-        "split": (
-            "time-ordered: the newest labelled events of the champion version are held out for "
-            "evaluation and never used for training"
-        ),
+        "split": inputs.split,
+        "source": dict(json_safe(dict(inputs.evaluation_source))),
         "training": {
             "n_events": n_train,
             "by": {

@@ -207,7 +207,9 @@ operating threshold {{ d.operating_threshold }}. Generated {{ d.generated_at }}.
 {% endfor %}</table>
 
 <h2>Data</h2>{% set data = s.data %}
-<p class="small">{{ data.split }}. Replay: {{ data.replay }}.</p>
+<p class="small">{{ data.split }}. Replay: {{ data.replay }}.{% if data.source %}
+Evaluation data: {% for k, v in data.source.items() %}{{ k }} {{ v }}
+{%- if not loop.last %}, {% endif %}{% endfor %}.{% endif %}</p>
 <table><tr><th>attribute</th><th>value</th><th>training events</th><th>evaluation events</th></tr>
 {% for attr, counts in data.evaluation.by.items() %}{% set tr = data.training.by.get(attr, {}) %}
 {% for value in (counts.keys() | list + tr.keys() | list) | unique | sort %}

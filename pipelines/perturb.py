@@ -24,7 +24,7 @@ its champion see the same perturbed pixels.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -114,6 +114,10 @@ def perturb_batch(
     ]
 
 
+#: Scores one finding on raw images (the whole path: preprocessing, model, output), float64 [N].
+Scorer = Callable[[Sequence[F32]], npt.NDArray[np.float64]]
+
+
 def evaluate_robustness(
     candidate: RadiographNet,
     champion: RadiographNet,
@@ -125,40 +129,67 @@ def evaluate_robustness(
     seed: int = 0,
     strengths: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """AUROC of both full models (encoder and heads, from pixels) on synthetic ``studies``,
-    clean and under each perturbation; the drop (clean - perturbed) with a paired DeLong CI.
+    """AUROC of both built-in models (encoder and heads, from pixels) on synthetic ``studies``,
+    clean and under each perturbation (:func:`robustness_of`).
 
     Synthetic studies are used because production keeps no images; they come from the same
     generator as the training data, so this measures sensitivity to the acquisition change
     alone, on patients neither model has seen.
     """
     j = FINDINGS.index(finding)
-    y = np.array([bool(s.labels[finding]) for s in studies], dtype=bool)
-    images = [s.image for s in studies]
+
+    def scorer(model: RadiographNet) -> Scorer:
+        return lambda images: predict(model, to_model_input(images))[0][:, j].astype(np.float64)
+
+    return robustness_of(
+        scorer(candidate),
+        scorer(champion),
+        [s.image for s in studies],
+        np.array([bool(s.labels[finding]) for s in studies], dtype=bool),
+        finding=finding,
+        perturbations=perturbations,
+        alpha=alpha,
+        seed=seed,
+        strengths=strengths,
+    )
+
+
+def robustness_of(
+    candidate: Scorer,
+    champion: Scorer,
+    images: Sequence[F32],
+    labels: npt.NDArray[np.bool_],
+    *,
+    finding: str,
+    perturbations: Sequence[Perturbation],
+    alpha: float = 0.05,
+    seed: int = 0,
+    strengths: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Both models' AUROC for ``finding`` on ``images``, clean and under each perturbation; the
+    drop (clean - perturbed) with a paired DeLong CI. Any model radwatch serves can be scored
+    (through Triton for an imported one); both see the same perturbed pixels."""
+    y = np.asarray(labels, dtype=bool)
     n_pos = int(y.sum())
     out: dict[str, Any] = {
-        "n": len(studies),
+        "n": len(images),
         "n_pos": n_pos,
         "finding": finding,
         "seed": seed,
         "perturbations": {},
     }
     if n_pos == 0 or n_pos == len(y):
-        out["error"] = "the synthetic robustness set has one class only"
+        out["error"] = "the robustness set has one class only"
         return out
-    clean_x = to_model_input(images)
-    clean = {
-        "candidate": predict(candidate, clean_x)[0][:, j].astype(np.float64),
-        "champion": predict(champion, clean_x)[0][:, j].astype(np.float64),
-    }
+    scorers = {"candidate": candidate, "champion": champion}
+    clean = {name: score(images) for name, score in scorers.items()}
     for kind in perturbations:
         strength = DEFAULT_STRENGTH[kind] if strengths is None else strengths.get(kind)
         strength = DEFAULT_STRENGTH[kind] if strength is None else float(strength)
-        x = to_model_input(perturb_batch(images, kind, seed=seed, strength=strength))
+        perturbed = perturb_batch(images, kind, seed=seed, strength=strength)
         entry: dict[str, Any] = {"strength": strength}
-        for name, model in (("candidate", candidate), ("champion", champion)):
-            pert = predict(model, x)[0][:, j].astype(np.float64)
-            cmp = delong_compare(y, clean[name], pert, alpha)
+        for name, score in scorers.items():
+            cmp = delong_compare(y, clean[name], score(perturbed), alpha)
             entry[name] = dict(
                 json_safe(
                     {

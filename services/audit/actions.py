@@ -22,6 +22,8 @@ PROMOTION: Final = "promotion"
 CHANGE_PROTOCOL: Final = "change_protocol"
 #: ``entity_id`` is the user's name.
 USER: Final = "user"
+#: ``entity_id`` is ``"<set name>:<version>"``.
+EVALUATION_SET: Final = "evaluation_set"
 
 # --- actions (``audit_log.action``, at most 64 characters) -------------------------------------
 
@@ -40,6 +42,7 @@ RETRAINING_SUCCEEDED: Final = "retraining.succeeded"
 RETRAINING_FAILED: Final = "retraining.failed"
 CANDIDATE_REGISTERED: Final = "candidate.registered"
 DOSSIER_CREATED: Final = "dossier.created"
+EVALUATION_SET_REGISTERED: Final = "evaluation_set.registered"
 APPROVAL_REQUESTED: Final = "approval.requested"
 APPROVAL_SIGNED: Final = "approval.signed"
 APPROVAL_APPROVED: Final = "approval.approved"

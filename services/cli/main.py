@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from services.cli import audit as audit_cli
+from services.cli import evaluation as evaluation_cli
 from services.cli import grafana as grafana_cli
 from services.cli import lifecycle as lifecycle_cli
 from services.cli import models as models_cli
@@ -36,6 +37,8 @@ app.add_typer(monitor_cli.app, name="monitor")
 app.add_typer(monitors_cli.app, name="monitors")
 app.add_typer(models_cli.app, name="models")
 app.add_typer(models_cli.reference_app, name="reference")
+app.add_typer(evaluation_cli.evaluation_sets_app, name="evaluation-sets")
+app.add_typer(evaluation_cli.candidates_app, name="candidates")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(grafana_cli.app, name="grafana")
 app.add_typer(retrain_cli.app, name="retrain")

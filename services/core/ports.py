@@ -49,6 +49,19 @@ class ModelVersionInfo:
     description: str
 
 
+@dataclass(frozen=True)
+class EvaluationSetInfo:
+    """One version of a sequestered evaluation set: ``sha256`` (of its manifest) identifies its
+    content in every dossier that uses it."""
+
+    name: str
+    version: int
+    sha256: str
+    studies: int
+    run_id: str
+    created_at: datetime
+
+
 @runtime_checkable
 class ModelRegistry(Protocol):
     """Training runs, registered versions and aliases; raises radwatch domain errors only.
@@ -164,6 +177,20 @@ class ModelRegistry(Protocol):
 
     def download_serving_artifact(self, name: str, version: int, dest: Path) -> Path:
         """Copy an imported version's one serving file into ``dest``; its path."""
+        ...
+
+    def log_evaluation_set(
+        self, name: str, folder: Path, *, sha256: str, studies: int
+    ) -> EvaluationSetInfo:
+        """Store a sequestered evaluation set's folder as its next version."""
+        ...
+
+    def evaluation_set_versions(self, name: str) -> list[EvaluationSetInfo]: ...
+
+    def download_evaluation_set(
+        self, name: str, version: int | None, dest: Path
+    ) -> tuple[EvaluationSetInfo, Path]:
+        """The set (newest version when ``version`` is None) in ``dest``: info and folder."""
         ...
 
 

@@ -38,7 +38,8 @@ from services.core.errors import (
     UnknownModelError,
     ValidationFailedError,
 )
-from services.core.ports import ModelVersionInfo
+from services.core.ports import EvaluationSetInfo, ModelVersionInfo
+from services.registry import mlflow_evaluation as evaluation
 from services.registry.mlflow_http import redact, translated
 
 if TYPE_CHECKING:
@@ -453,6 +454,31 @@ class MlflowRegistry:
             profile_dir.mkdir()
             profile.save(profile_dir)
             self._client.log_artifacts(info.run_id, str(profile_dir), PROFILE_ARTIFACT)
+
+    # --- evaluation sets (services.registry.mlflow_evaluation) ----------------------------------
+
+    def log_evaluation_set(
+        self, name: str, folder: Path, *, sha256: str, studies: int
+    ) -> EvaluationSetInfo:
+        """Store ``folder`` as the next version of evaluation set ``name``."""
+        with self._mlflow(f"Logging evaluation set {name!r}"):
+            experiment_id = self._experiment_id(evaluation.EXPERIMENT)
+            return evaluation.log(
+                self._client, experiment_id, name, folder, sha256=sha256, studies=studies
+            )
+
+    def evaluation_set_versions(self, name: str) -> list[EvaluationSetInfo]:
+        with self._mlflow(f"Versions of evaluation set {name!r}"):
+            return evaluation.versions(
+                self._client, self._experiment_id(evaluation.EXPERIMENT), name
+            )
+
+    def download_evaluation_set(
+        self, name: str, version: int | None, dest: Path
+    ) -> tuple[EvaluationSetInfo, Path]:
+        """The set's info and the folder it was downloaded to (newest version by default)."""
+        with self._mlflow(f"Downloading evaluation set {name!r}"):
+            return evaluation.download(self._client, self._experiment_id, name, version, dest)
 
     def load_reference_profile(self, name: str, version: int) -> ReferenceProfile:
         from pipelines.profile import ReferenceProfile

@@ -281,13 +281,16 @@ def compute(
     )
     del studies
     report("evaluating", 1, 3)
-    filled = dataclasses.replace(inputs, robustness=robustness)
-    document = build_dossier_document(filled)
-    report("evaluating", 2, 3)
-    document["plots"] = render_plots(document)
-    html = render_html(document)
+    document, html = render(dataclasses.replace(inputs, robustness=robustness))
     report("evaluating", 3, 3)
     return document, html
+
+
+def render(inputs: DossierInputs) -> tuple[dict[str, Any], str]:
+    """The document (with its plots) and its self-contained HTML page."""
+    document = build_dossier_document(inputs)
+    document["plots"] = render_plots(document)
+    return document, render_html(document)
 
 
 def store(

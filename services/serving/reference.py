@@ -13,8 +13,7 @@ the study id (AccessionNumber) and then dropped.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from pipelines.acquisition import CATEGORICAL_METADATA, NUMERIC_METADATA
-from pipelines.dicom import DicomImage, read_dicom, site_slug
-from pipelines.errors import PipelineError
+from pipelines.dicom import DicomImage, site_slug
 from pipelines.preprocess import image_stats, prepare
 from pipelines.profile import METADATA_COLUMNS, ReferenceProfile
 from pipelines.retrain import NO_LABEL
 from pipelines.spec import ModelSpec
-from services.core.errors import ValidationFailedError
+from pipelines.studies import decoded, read_labels, study_files
+from services.core.errors import ValidationFailedError, pipeline_errors
 from services.core.ports import InferenceServer, ModelRegistry
 from services.serving.service import make_ready
 
@@ -46,86 +45,6 @@ class ReferenceSummary:
     rejected: int
     labelled: int
     sites: dict[str, int]
-
-
-#: Columns of a parquet source that override the DICOM tags of their row (as the fields a
-#: client sends with a prediction do).
-OVERRIDES = ("site", *CATEGORICAL_METADATA, *NUMERIC_METADATA)
-
-
-def study_files(source: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """The DICOM files a source names, each with the values that override its tags: every file
-    under a directory (sorted, hidden files skipped; no overrides), or the ``path`` column of a
-    parquet table (relative to the table's folder) with any of :data:`OVERRIDES` as columns."""
-    if source.is_dir():
-        return [
-            (p, {})
-            for p in sorted(source.rglob("*"))
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
-        ]
-    if source.suffix == ".parquet":
-        table = pd.read_parquet(source)
-        if "path" not in table.columns:
-            raise ValidationFailedError(
-                f"{source.name} has no 'path' column; list one DICOM file per row under 'path'."
-            )
-        extra = [c for c in OVERRIDES if c in table.columns]
-        return [
-            (
-                (source.parent / str(row["path"])).resolve(),
-                {c: row[c] for c in extra if not pd.isna(row[c])},
-            )
-            for row in table.to_dict("records")
-        ]
-    raise ValidationFailedError(
-        f"{source} is neither a directory of DICOM files nor a .parquet table of their paths."
-    )
-
-
-def read_labels(path: Path, findings: Sequence[str]) -> dict[str, dict[str, int]]:
-    """``study_id`` → finding → 0/1 from a CSV with a ``study_id`` column and one column per
-    finding (empty cells: no label)."""
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        columns = set(reader.fieldnames or ())
-        if "study_id" not in columns:
-            raise ValidationFailedError(
-                f"{path.name} has no 'study_id' column; give one row per study with columns "
-                f"study_id,{','.join(findings)}."
-            )
-        unknown = columns - {"study_id", *findings}
-        if unknown:
-            raise ValidationFailedError(
-                f"{path.name} has columns {sorted(unknown)} that are not findings of this model "
-                f"({', '.join(findings)})."
-            )
-        out: dict[str, dict[str, int]] = {}
-        for line, row in enumerate(reader, start=2):
-            labels: dict[str, int] = {}
-            for f in findings:
-                cell = (row.get(f) or "").strip()
-                if cell == "":
-                    continue
-                if cell not in ("0", "1"):
-                    raise ValidationFailedError(
-                        f"{path.name} line {line}: '{f}' is {cell!r}; labels are 0, 1 or empty."
-                    )
-                labels[f] = int(cell)
-            out[str(row["study_id"]).strip()] = labels
-        return out
-
-
-def _decoded(
-    files: Sequence[tuple[Path, dict[str, Any]]],
-) -> Iterator[tuple[int, DicomImage | None]]:
-    for i, (path, overrides) in enumerate(files):
-        try:
-            dicom = read_dicom(path.read_bytes())
-        except (OSError, PipelineError):
-            yield i, None
-            continue
-        dicom.metadata.update(overrides)
-        yield i, dicom
 
 
 def _metadata_row(dicom: DicomImage) -> dict[str, Any]:
@@ -162,11 +81,12 @@ def build_reference(
         raise ValidationFailedError(
             f"'{name}' version {version} is a probe; build the reference of its encoder."
         )
-    files = study_files(source)
+    findings = spec.findings.names if spec.findings else ()
+    with pipeline_errors():
+        files = study_files(source)
+        known = read_labels(labels_csv, findings) if labels_csv is not None else {}
     if not files:
         raise ValidationFailedError(f"{source} holds no files; give DICOM reference studies.")
-    findings = spec.findings.names if spec.findings else ()
-    known = read_labels(labels_csv, findings) if labels_csv is not None else {}
     make_ready(triton, registry, repository_dir, name, version)
 
     rows: list[dict[str, Any]] = []
@@ -188,7 +108,7 @@ def build_reference(
             labels.append([given.get(f, NO_LABEL) for f in findings])
         batch.clear()
 
-    for i, dicom in _decoded(files):
+    for i, dicom in decoded(files):
         if dicom is None:
             rejected += 1
         else:
