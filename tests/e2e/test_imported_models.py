@@ -29,7 +29,9 @@ from services.auth.service import create_key
 from services.core.db import migrate, session_scope
 from services.core.models import PredictionEvent, Role
 from services.core.processes import api_process, free_port, worker_process
+from services.core.runtime import Runtime
 from services.core.settings import Settings
+from services.demo.lifecycle import add_people, promotion_state
 from services.demo.runner import child_env
 from services.demo.stream import plan_stream, stream
 from services.serving.server import TritonServerProcess
@@ -40,9 +42,21 @@ RADWATCH = str(Path(sys.executable).with_name("radwatch"))
 #: Reference studies per site: above the drift monitor's per-site minimum (50).
 REFERENCE_PER_SITE = 80
 
-BUILDERS: dict[str, Callable[[Path], ForeignModel]] = {
+BUILDERS: dict[str, Callable[..., ForeignModel]] = {
     "onnx": build_onnx_classifier,
     "monai-bundle": build_monai_bundle,
+}
+#: The hospital's protocol in this test: lenient criteria, short rollout. The models have
+#: seeded random weights, so this test checks the loop (dossier, sign-off, saga), not accuracy.
+LENIENT = {
+    "acceptance": {
+        "auroc_noninferiority_margin": 0.5,
+        "min_sensitivity": 0.0,
+        "max_subgroup_gap": {},  # 60 studies: no subgroup reaches n >= 30 positives
+        "max_ece": 1.0,
+        "robustness": {"max_auroc_drop": 1.0},
+    },
+    "rollout": {"shadow_studies": 40, "canary_share": 0.5, "canary_studies": 40},
 }
 
 
@@ -53,6 +67,25 @@ def _cli(env: dict[str, str], *args: str) -> dict[str, Any]:
     assert done.returncode == 0, f"radwatch {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
     out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return out
+
+
+def _labelled_studies(folder: Path, finding: str, seed: int, per_site: int) -> tuple[Path, Path]:
+    """DICOM files of every default site in a parquet table, and a labels CSV for ``finding``
+    (the generator's own label of a correlated finding: the models are untrained anyway)."""
+    gen = RadiographGenerator(seed=seed)
+    rows, labels = [], []
+    for site in DEFAULT_SITES:
+        for study in gen.generate(per_site, site=site.name):
+            path = folder / site.name / f"{study.study_id}.dcm"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_dicom(study, path)
+            rows.append({"path": str(path.relative_to(folder)), "site": site.name})
+            labels.append(f"{study.study_id[:16]},{study.labels['nodule']}")
+    table = folder / "studies.parquet"
+    pd.DataFrame(rows).to_parquet(table, index=False)
+    csv_path = folder / "labels.csv"
+    csv_path.write_text(f"study_id,{finding}\n" + "\n".join(labels) + "\n")
+    return table, csv_path
 
 
 def _reference_studies(folder: Path) -> Path:
@@ -164,6 +197,9 @@ def test_an_imported_model_alerts_on_a_vendor_shift_at_that_site_only(
                 results = client.get("/v1/monitor-results").json()
             assert len(results) == expected, f"{len(results)} of {expected} windows"
             alerts = client.get("/v1/alerts").json()
+            promoted = _candidate_loop(
+                client, env, tmp_path, kind, name, model, rt, base_url, api_key, worker.alive
+            )
             models = client.get("/v1/models").json()
         with session_scope(rt.sessions) as session:
             scored = {frozenset(e.scores) for e in session.query(PredictionEvent).limit(50)}
@@ -173,5 +209,92 @@ def test_an_imported_model_alerts_on_a_vendor_shift_at_that_site_only(
     assert all(a["opened_after_predictions"] > plan.shift_after_predictions for a in alerts)
     # The predictions carried the imported model's own findings, not the built-in ones.
     findings = [f["name"] for f in model.spec["outputs"][0]["findings"]]
-    assert [(m["model_name"], m["loaded"]) for m in models] == [(name, True)]
+    champions = [m for m in models if m["role"] == "champion" and m["active"]]
+    assert [(m["model_name"], m["model_version"], m["loaded"]) for m in champions] == [
+        (name, 2, True)
+    ]
     assert scored == {frozenset(findings)}
+    assert promoted["dossier"]["evaluation_set"]["sha256"]
+    assert promoted["routing"]["champion_version"] == 2, promoted
+
+
+def _candidate_loop(
+    client: httpx.Client,
+    env: dict[str, str],
+    tmp_path: Path,
+    kind: str,
+    name: str,
+    model: ForeignModel,
+    rt: Runtime,
+    base_url: str,
+    api_key: str,
+    alive: Callable[[], bool],
+) -> dict[str, Any]:
+    """A second version (other weights) imported by hand, judged on an evaluation set through
+    Triton, signed by a safety officer, promoted by the saga through shadow and canary."""
+    candidate = BUILDERS[kind](tmp_path / "candidate", seed=77)
+    args = ["models", "import", "--name", name, str(candidate.path), "--json"]
+    if kind == "onnx":
+        args[-1:-1] = ["--spec", str(tmp_path / "spec.json")]
+    assert _cli(env, *args)["version"] == 2
+    finding = model.spec["outputs"][0]["findings"][0]["name"]
+    protocol = {**LENIENT, "acceptance": {**LENIENT["acceptance"], "finding": finding}}
+    client.put(f"/v1/models/{name}/protocol", json=protocol).raise_for_status()
+    studies, labels = _labelled_studies(tmp_path / "evalset", finding, seed=31, per_site=20)
+    registered = _cli(
+        env,
+        "evaluation-sets",
+        "register",
+        "--name",
+        "holdout",
+        "--studies",
+        str(studies),
+        "--labels",
+        str(labels),
+        "--json",
+    )
+    assert registered["studies"] == 60
+    dossier = _cli(
+        env,
+        "candidates",
+        "evaluate",
+        "--model",
+        name,
+        "--version",
+        "2",
+        "--evaluation-set",
+        "holdout",
+        "--json",
+    )
+    assert dossier["evaluation_set"]["sha256"] == registered["sha256"]
+    assert dossier["passed"], json.dumps(dossier["criteria"])
+
+    people = add_people(rt.sessions, "e2e-officer")
+    decided = client.post(
+        f"/v1/approvals/{dossier['approval_request_id']}/decision",
+        json={
+            "decision": "approve",
+            "reason": "e2e: lenient protocol",
+            "password": people.password,
+        },
+        headers={"Authorization": f"Bearer {people.officer_key}"},
+    )
+    assert decided.status_code == 200, decided.text
+    client.post(
+        f"/v1/models/{name}/promotion", json={"version": 2, "reason": "e2e"}
+    ).raise_for_status()
+    for round_ in range(10):
+        state = promotion_state(client, name)
+        if state is None or state["state"] != "in_progress" or not alive():
+            break
+        stream(
+            plan_stream(120),
+            base_url=base_url,
+            api_key=api_key,
+            seed=500 + round_,
+            event_prefix=f"promo{round_}",
+        )
+    state = promotion_state(client, name)
+    assert state is not None
+    assert state["state"] == "succeeded", state
+    return {"dossier": dossier, "routing": client.get(f"/v1/models/{name}/routing").json()}
