@@ -36,6 +36,7 @@ from pydicom.uid import (
 )
 
 from pipelines.errors import InvalidDicomError
+from pipelines.spec import Preprocessing
 from pipelines.synth import Study
 
 #: Digital X-Ray Image Storage - For Presentation.
@@ -243,20 +244,50 @@ def _check_image_module(ds: Dataset) -> tuple[int, int]:
     return bits_stored, int(ds.get("PixelRepresentation", 0))
 
 
+@dataclass(frozen=True)
+class PixelOptions:
+    """How stored pixels become [0, 1] values (a model spec's ``preprocessing`` declares them).
+
+    ``window`` (center, width in modality units) replaces the file's own VOI window, e.g. a
+    lung or mediastinal window for CT; ``rescale`` applies RescaleSlope/Intercept before it;
+    ``invert_monochrome1`` makes bright mean dense for MONOCHROME1 files.
+    """
+
+    window: tuple[float, float] | None = None
+    rescale: bool = True
+    invert_monochrome1: bool = True
+
+
+def pixel_options(preprocessing: Preprocessing) -> PixelOptions:
+    """The pixel decoding a spec's preprocessing declares."""
+    w = preprocessing.window
+    return PixelOptions(
+        window=None if w is None else (w.center, w.width),
+        rescale=preprocessing.rescale,
+        invert_monochrome1=preprocessing.invert_monochrome1,
+    )
+
+
 def _to_unit_range(
-    ds: Dataset, raw: npt.NDArray[np.generic], bits: int, signed: int
+    ds: Dataset,
+    raw: npt.NDArray[np.generic],
+    bits: int,
+    signed: int,
+    options: PixelOptions = PixelOptions(),
 ) -> npt.NDArray[np.float32]:
     """Map stored values to [0, 1] display units.
 
-    The modality LUT (RescaleSlope/Intercept) is applied first. If the file carries a VOI window
-    (WindowCenter/WindowWidth, first value), the DICOM linear window maps it to [0, 1], as a
-    viewer would show it; otherwise the full BitsStored range is used. MONOCHROME1 is inverted so
-    bright always means dense, as in training.
+    The modality LUT (RescaleSlope/Intercept) is applied first. With a window (the options', else
+    the file's VOI WindowCenter/WindowWidth, first value), the DICOM linear window maps it to
+    [0, 1], as a viewer would show it; otherwise the full BitsStored range is used. MONOCHROME1
+    is inverted so bright always means dense, as in training.
     """
     x = raw.astype(np.float64)
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    slope = float(ds.get("RescaleSlope", 1) or 1) if options.rescale else 1.0
+    intercept = float(ds.get("RescaleIntercept", 0) or 0) if options.rescale else 0.0
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if options.window is not None:
+        center, width = options.window
     if center is not None and width is not None:
         c = float(center[0] if isinstance(center, pydicom.multival.MultiValue) else center)
         w = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
@@ -266,7 +297,7 @@ def _to_unit_range(
         lo = -(2.0 ** (bits - 1)) if signed else 0.0
         y = (x - lo) / (2.0**bits - 1.0)
     y = np.clip(y, 0.0, 1.0)
-    if str(ds.PhotometricInterpretation).upper() == "MONOCHROME1":
+    if options.invert_monochrome1 and str(ds.PhotometricInterpretation).upper() == "MONOCHROME1":
         y = 1.0 - y
     return y.astype(np.float32)
 
@@ -318,7 +349,7 @@ def site_slug(institution_name: str) -> str:
     return slug[:64] or "unknown"
 
 
-def read_dicom(data: bytes) -> DicomImage:
+def read_dicom(data: bytes, options: PixelOptions | None = None) -> DicomImage:
     """Decode an uploaded DICOM file into a [0, 1] image and the metadata radwatch records.
 
     ``study_id`` is the AccessionNumber (what radiology reports, hence late labels, refer to),
@@ -334,4 +365,5 @@ def read_dicom(data: bytes) -> DicomImage:
         ) from None
     if raw.ndim != 2:
         raise InvalidDicomError(f"decoded pixel array has shape {raw.shape}; {_SEND_INSTEAD}")
-    return DicomImage(image=_to_unit_range(ds, raw, bits, signed), metadata=_metadata(ds))
+    image = _to_unit_range(ds, raw, bits, signed, options or PixelOptions())
+    return DicomImage(image=image, metadata=_metadata(ds))

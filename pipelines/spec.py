@@ -124,6 +124,12 @@ class Preprocessing(_Strict):
     normalize: Normalize = Normalize()
     replicate_channels: bool = True
 
+    @property
+    def reads_pixels_by_default(self) -> bool:
+        """Whether DICOM pixels decode as radwatch decodes them without a spec (no window of
+        its own, slope/intercept applied, MONOCHROME1 inverted)."""
+        return self.window is None and self.rescale and self.invert_monochrome1
+
 
 class Finding(_Strict):
     name: str = Field(pattern=_FINDING)
@@ -132,7 +138,8 @@ class Finding(_Strict):
 
 class FindingsOutput(_Strict):
     """Per-finding probabilities, ``[len(findings)]``. ``activation`` says what the tensor holds:
-    ``probability`` (already in [0, 1]), ``logit`` (sigmoid applied by the server)."""
+    ``probability`` (already in [0, 1]) or ``logit`` (the gateway applies the sigmoid, so
+    every export flavour answers alike)."""
 
     kind: Literal["findings"] = "findings"
     tensor: str = Field(pattern=_NAME)

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.acquisition import CATEGORICAL_METADATA, NUMERIC_METADATA
-from pipelines.dicom import DicomImage, read_dicom
+from pipelines.dicom import DicomImage, PixelOptions, read_dicom
 from pipelines.errors import PipelineError
 
 #: Columns of a parquet source that override the DICOM tags of their row.
@@ -97,12 +97,14 @@ def read_labels(path: Path, findings: Sequence[str] | None = None) -> dict[str, 
         return out
 
 
-def decoded(files: Sequence[StudyFile]) -> Iterator[tuple[int, DicomImage | None]]:
-    """Each file decoded (its overrides applied to the metadata), or None when it is not a
-    radiograph radwatch reads (counted as rejected by the caller)."""
+def decoded(
+    files: Sequence[StudyFile], options: PixelOptions | None = None
+) -> Iterator[tuple[int, DicomImage | None]]:
+    """Each file decoded (with a spec's ``options``; its overrides applied to the metadata), or
+    None when it is not a radiograph radwatch reads (counted as rejected by the caller)."""
     for i, (path, overrides) in enumerate(files):
         try:
-            dicom = read_dicom(path.read_bytes())
+            dicom = read_dicom(path.read_bytes(), options)
         except (OSError, PipelineError):
             yield i, None
             continue

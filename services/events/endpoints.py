@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from pipelines.dicom import read_dicom
+from pipelines.dicom import pixel_options, read_dicom
 from services.core.errors import (
     BadRequestError,
     UnsupportedMediaTypeError,
@@ -38,6 +38,7 @@ from services.metrics.registry import (
 )
 from services.serving import flows as serving_flows
 from services.serving import routing, shadow
+from services.serving.service import spec_of
 
 router = APIRouter(tags=["predictions"])
 
@@ -88,16 +89,23 @@ async def create_prediction(
     if length is not None and length.isdigit() and int(length) > limit:
         raise too_large(limit, "send a smaller image")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    dicom_bytes: bytes | None = None
     if content_type == "application/json":
         image, metadata = await _parse_json(request, limit)
     elif content_type == "multipart/form-data":
-        image, metadata = await _parse_multipart(request, limit)
+        image, metadata, dicom_bytes = await _parse_multipart(request, limit)
     else:
         raise _unsupported(content_type)
 
     model_name = model or state.settings.model_name
     study_key = metadata.study_id or metadata.event_id or ""
     chosen = await run_in_threadpool(routing.route, session, model_name, study_key)
+    preprocessing = spec_of(chosen.answer).preprocessing
+    if dicom_bytes is not None and not preprocessing.reads_pixels_by_default:
+        # The model declares its own window / rescale / inversion: decode its pixels that way.
+        with pipeline_errors():
+            dicom = await run_in_threadpool(read_dicom, dicom_bytes, pixel_options(preprocessing))
+        image = dicom.image
     response = await run_in_threadpool(
         service.predict,
         session,
@@ -147,7 +155,9 @@ async def _parse_json(request: Request, limit: int) -> tuple[npt.NDArray[Any], S
     return service.array_image(payload.image), payload.metadata
 
 
-async def _parse_multipart(request: Request, limit: int) -> tuple[npt.NDArray[Any], StudyMetadata]:
+async def _parse_multipart(
+    request: Request, limit: int
+) -> tuple[npt.NDArray[Any], StudyMetadata, bytes]:
     form = await request.form(max_files=1, max_fields=32, max_part_size=limit)
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
@@ -171,7 +181,7 @@ async def _parse_multipart(request: Request, limit: int) -> tuple[npt.NDArray[An
             given[key] = value
     with pipeline_errors():
         dicom = await run_in_threadpool(read_dicom, data)
-    return dicom.image, service.merge_metadata(given, dicom.metadata)
+    return dicom.image, service.merge_metadata(given, dicom.metadata), data
 
 
 @router.post(

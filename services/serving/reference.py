@@ -23,7 +23,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from pipelines.acquisition import CATEGORICAL_METADATA, NUMERIC_METADATA
-from pipelines.dicom import DicomImage, site_slug
+from pipelines.dicom import DicomImage, pixel_options, site_slug
 from pipelines.preprocess import image_stats, prepare
 from pipelines.profile import METADATA_COLUMNS, ReferenceProfile
 from pipelines.retrain import NO_LABEL
@@ -108,7 +108,7 @@ def build_reference(
             labels.append([given.get(f, NO_LABEL) for f in findings])
         batch.clear()
 
-    for i, dicom in decoded(files):
+    for i, dicom in decoded(files, pixel_options(spec.preprocessing)):
         if dicom is None:
             rejected += 1
         else:

@@ -13,8 +13,16 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit, RLELossless
 
-from pipelines.dicom import read_dicom, study_to_bytes, study_to_dataset, write_dicom
+from pipelines.dicom import (
+    PixelOptions,
+    pixel_options,
+    read_dicom,
+    study_to_bytes,
+    study_to_dataset,
+    write_dicom,
+)
 from pipelines.errors import InvalidDicomError
+from pipelines.spec import Preprocessing, Window
 from pipelines.synth import RadiographGenerator, Study
 
 
@@ -112,6 +120,30 @@ def test_monochrome1_is_inverted_and_window_applied(studies: list[Study]) -> Non
     stored = np.round(s.image * 65535.0)
     expected = np.clip((stored - 32767.5) / 32767 + 0.5, 0, 1)
     np.testing.assert_allclose(windowed, expected, atol=1e-5)
+
+
+def test_a_spec_declares_its_own_window_rescale_and_inversion(studies: list[Study]) -> None:
+    s = studies[0]
+    stored = np.round(s.image * 65535.0)
+
+    def ct_like(ds: Dataset) -> None:
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+        ds.WindowCenter, ds.WindowWidth = 32768, 32768  # the file's own VOI, replaced below
+        ds.PhotometricInterpretation = "MONOCHROME1"
+
+    data = _variant(s, ct_like)
+    spec = Preprocessing(window=Window(center=40.0, width=400.0))
+    assert not spec.reads_pixels_by_default
+    assert Preprocessing().reads_pixels_by_default
+    image = read_dicom(data, pixel_options(spec)).image
+    hu = stored - 1024
+    expected = 1.0 - np.clip((hu - 39.5) / 399 + 0.5, 0, 1)
+    np.testing.assert_allclose(image, expected, atol=1e-5)
+
+    raw = read_dicom(
+        data, PixelOptions(window=(40.0, 400.0), rescale=False, invert_monochrome1=False)
+    ).image
+    np.testing.assert_allclose(raw, np.clip((stored - 39.5) / 399 + 0.5, 0, 1), atol=1e-5)
 
 
 def test_rle_lossless_is_accepted(studies: list[Study]) -> None:

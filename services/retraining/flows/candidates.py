@@ -3,9 +3,10 @@ champion and the candidate through Triton on a sequestered evaluation set, write
 and ask for sign-off. From there a candidate goes the way every candidate goes: a safety
 officer approves (or not), and the promotion saga moves it through shadow and canary.
 
-Both versions score the same studies from pixels, each prepared by its own spec, so the paired
-comparison, the subgroup gaps, the calibration and the robustness under the change protocol's
-perturbations all come from exactly the cases the dossier names (set, version, sha256).
+Both versions score the same studies from pixels, each decoded and prepared by its own spec, so
+the paired comparison, the subgroup gaps and the calibration come from exactly the cases the
+dossier names (set, version, sha256). The robustness study perturbs the candidate's decoded
+pixels and scores both versions on them (the same perturbed pixels for both).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipelines.dicom import DicomImage, site_slug
+from pipelines.dicom import DicomImage, pixel_options, site_slug
 from pipelines.dossier import DossierInputs, EvaluationSet
 from pipelines.perturb import robustness_of
 from pipelines.preprocess import prepare
@@ -132,6 +133,7 @@ def evaluate_candidate(
         raise ValidationFailedError(
             f"{model_name} has no findings output; a dossier judges a finding."
         )
+    specs = {champion_version: champion_spec, candidate_version: candidate_spec}
     protocol_version, protocol = _protocol(rt, model_name, candidate_spec, requested_by)
     criteria = dossiers.criteria_for(protocol, threshold)
     finding = criteria.finding
@@ -150,15 +152,23 @@ def evaluate_candidate(
         labels = read_labels(folder / LABELS)
         entries: list[dict[str, Any]] = list(manifest["files"])  # type: ignore[call-overload]
         files = [(folder / e["file"], dict(e["overrides"])) for e in entries]
-        studies: list[DicomImage] = []
+        options = {v: pixel_options(spec.preprocessing) for v, spec in specs.items()}
+        studies: dict[int, list[DicomImage]] = {v: [] for v in specs}
         y: list[bool] = []
-        for _, dicom in decoded(files):
-            if dicom is None:
-                raise ValidationFailedError("An evaluation set file no longer decodes.")
-            label = labels.get(str(dicom.metadata.get("study_id") or ""), {}).get(finding)
-            if label is not None:
-                studies.append(dicom)
-                y.append(bool(label))
+        for version, opts in options.items():
+            if version != candidate_version and opts == options[candidate_version]:
+                continue  # decoded alike: the candidate's images serve both
+            for _, dicom in decoded(files, opts):
+                if dicom is None:
+                    raise ValidationFailedError("An evaluation set file no longer decodes.")
+                label = labels.get(str(dicom.metadata.get("study_id") or ""), {}).get(finding)
+                if label is not None:
+                    studies[version].append(dicom)
+                    if version == candidate_version:
+                        y.append(bool(label))
+        for version in specs:
+            if not studies[version]:
+                studies[version] = studies[candidate_version]
     n_pos = sum(y)
     if min(n_pos, len(y) - n_pos) < dossiers.MIN_HOLDOUT_CLASS:
         raise ValidationFailedError(
@@ -170,15 +180,15 @@ def evaluate_candidate(
     report("scoring", 0, 2)
     for version in (champion_version, candidate_version):
         serving.make_ready(rt.triton, rt.registry, rt.model_repository, model_name, version)
-    images = [s.image for s in studies]
+    images = [s.image for s in studies[candidate_version]]
     score_champion = _scorer(rt, model_name, champion_version, champion_spec, finding)
     score_candidate = _scorer(rt, model_name, candidate_version, candidate_spec, finding)
     labels_y = np.array(y, dtype=bool)
     evaluation = EvaluationSet(
         labels=labels_y,
-        champion_scores=score_champion(images),
+        champion_scores=score_champion([s.image for s in studies[champion_version]]),
         candidate_scores=score_candidate(images),
-        attributes=_attributes(studies),
+        attributes=_attributes(studies[candidate_version]),
     )
     report("scoring", 1, 2)
     robustness = robustness_of(
