@@ -24,6 +24,9 @@ ALL = (E, C, A)
 #: (method, path template, allowed roles, JSON body)
 MATRIX: list[tuple[str, str, tuple[str, ...], dict[str, Any] | None]] = [
     ("GET", "/v1/approvals", ALL, None),
+    ("GET", "/v1/registry/models", ALL, None),
+    ("GET", "/v1/registry/models/{name}/versions", ALL, None),
+    ("POST", "/v1/registry/models/{name}/versions", (E,), {}),
     ("GET", "/v1/approvals/{request_id}", ALL, None),
     (
         "POST",
@@ -72,7 +75,9 @@ LIFECYCLE_MODEL_SUFFIXES = (
 def _is_lifecycle(path: str) -> bool:
     if path.startswith(LIFECYCLE_PREFIXES):
         return True
-    return path.startswith("/v1/models/{") and any(s in path for s in LIFECYCLE_MODEL_SUFFIXES)
+    return path.startswith("/v1/registry/") or (
+        path.startswith("/v1/models/{") and any(s in path for s in LIFECYCLE_MODEL_SUFFIXES)
+    )
 
 
 def test_the_matrix_covers_every_lifecycle_route(client: Any) -> None:
