@@ -425,7 +425,8 @@ def robustness_criteria(robustness: Mapping[str, Any], c: DossierCriteria) -> li
                 d["drop"],
                 c.max_auroc_drop,
                 f"AUROC {d['auroc_clean']:.3f} clean, {d['auroc_perturbed']:.3f} under {kind}: "
-                f"drop {d['drop']:+.3f}{ci} on {robustness['n']} synthetic studies; at most "
+                f"drop {d['drop']:+.3f}{ci} on {robustness['n']} "
+                f"{robustness.get('source', 'synthetic')} studies; at most "
                 f"{c.max_auroc_drop} allowed (champion drop {entry['champion']['drop']:+.3f}).",
             )
         )

@@ -165,6 +165,7 @@ def robustness_of(
     alpha: float = 0.05,
     seed: int = 0,
     strengths: Mapping[str, float] | None = None,
+    source: str = "synthetic",
 ) -> dict[str, Any]:
     """Both models' AUROC for ``finding`` on ``images``, clean and under each perturbation; the
     drop (clean - perturbed) with a paired DeLong CI. Any model radwatch serves can be scored
@@ -174,6 +175,7 @@ def robustness_of(
     out: dict[str, Any] = {
         "n": len(images),
         "n_pos": n_pos,
+        "source": source,
         "finding": finding,
         "seed": seed,
         "perturbations": {},

@@ -199,6 +199,7 @@ def evaluate_candidate(
         finding=finding,
         perturbations=criteria.perturbations,
         alpha=criteria.alpha,
+        source=f"evaluation-set '{info.name}' v{info.version}",
     )
     report("scoring", 2, 2)
     source = {
