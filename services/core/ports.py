@@ -110,6 +110,10 @@ class ModelRegistry(Protocol):
 
     def model_tags(self, name: str) -> dict[str, str]: ...
 
+    def delete_model_tag(self, name: str, key: str) -> None:
+        """Remove a registered model's tag; removing a tag that is not set is not an error."""
+        ...
+
     def alias_version(self, name: str, alias: str) -> int | None:
         """The version ``alias`` points at, or None when the alias is not set."""
         ...
@@ -164,6 +168,10 @@ class ModelRegistry(Protocol):
 
     def download_serving_artifact(self, name: str, version: int, dest: Path) -> Path:
         """Copy an imported version's one serving file into ``dest``; its path."""
+        ...
+
+    def serving_sha256(self, name: str, version: int) -> str:
+        """The SHA-256 of an imported version's serving file (what a probe pins its encoder by)."""
         ...
 
 

@@ -106,6 +106,7 @@ async def create_prediction(
         deployment=chosen.answer,
         image=image,
         metadata=metadata,
+        probes=state.probe,
     )
     if (
         chosen.shadow is not None
@@ -123,6 +124,7 @@ async def create_prediction(
             event_id=response.event_id,
             champion_scores=response.scores,
             image=image,
+            probes=state.probe,
         )
     if response.duplicate:
         EVENTS_DUPLICATE.labels("gateway").inc()
