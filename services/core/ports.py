@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 # --- model registry (MLflow) -------------------------------------------------------------------
 
+#: Run tag with the SHA-256 of an imported run's serving file (``serving/<file>``): what
+#: :meth:`ModelRegistry.serving_sha256` reads, and what a probe pins its encoder by.
+SERVING_SHA256_TAG = "radwatch.serving_sha256"
+
 
 @dataclass(frozen=True)
 class ModelVersionInfo:

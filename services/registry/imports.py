@@ -24,8 +24,7 @@ from pipelines.spec import ModelSpec
 from services.audit import actions
 from services.audit import service as audit
 from services.core.errors import ConflictError, UnknownModelError, pipeline_errors
-from services.core.ports import ModelRegistry
-from services.registry.mlflow_registry import SERVING_SHA256_TAG
+from services.core.ports import SERVING_SHA256_TAG, ModelRegistry
 
 
 @dataclass(frozen=True)

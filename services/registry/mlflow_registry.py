@@ -38,7 +38,7 @@ from services.core.errors import (
     UnknownModelError,
     ValidationFailedError,
 )
-from services.core.ports import ModelVersionInfo
+from services.core.ports import SERVING_SHA256_TAG, ModelVersionInfo
 from services.registry.mlflow_http import redact, translated
 
 if TYPE_CHECKING:
@@ -58,9 +58,6 @@ MODEL_CARD_ARTIFACT: Final = "model_card.md"
 SPEC_ARTIFACT: Final = "radwatch/spec.json"
 #: An imported model's serving artifact (one file: ``model.onnx`` or ``model.pt2``).
 SERVING_ARTIFACT: Final = "serving"
-
-#: Run tag holding the SHA-256 of the serving artifact (``serving/<file>``) of an imported run.
-SERVING_SHA256_TAG: Final = "radwatch.serving_sha256"
 
 #: MLflow caps a parameter value at 6000 characters.
 _MAX_PARAM_CHARS: Final = 6000

@@ -21,18 +21,20 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy.orm import Session
 
 from pipelines import probes
-from pipelines.profile import ReferenceProfile
 from pipelines.spec import ModelSpec
 from services.audit import actions
 from services.audit import service as audit
 from services.core.errors import UnknownModelError
-from services.core.ports import ModelRegistry
+from services.core.ports import SERVING_SHA256_TAG, ModelRegistry
 from services.registry.imports import check_interface
+
+if TYPE_CHECKING:
+    from pipelines.profile import ReferenceProfile
 
 #: Registered-model tag of a probe that must be refitted on its encoder's newest version.
 REVALIDATION_TAG: Final = "radwatch.needs_revalidation"
@@ -121,7 +123,7 @@ def register_probe(
             },
             tags={
                 "radwatch.kind": PROBE_KIND,
-                "radwatch.serving_sha256": artifact_sha,
+                SERVING_SHA256_TAG: artifact_sha,
                 "radwatch.spec_sha256": spec.sha256(),
                 "radwatch.encoder": f"{spec.encoder.name}:{spec.encoder.version}",
             },
