@@ -270,7 +270,7 @@ def make_ready(
             f"Triton did not make {model_name} version {version} ready; nothing was switched."
         )
     if warm:
-        triton.infer(model_name, version, warm_batch(spec))
+        triton.infer(model_name, version, warm_batch(spec), spec=spec)
 
 
 def export_and_load(
