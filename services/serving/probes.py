@@ -101,9 +101,6 @@ def fit_and_register(
     encoder_spec = _encoder_spec(registry, encoder, encoder_version)
     findings = label_findings(labels_csv)
     known = read_labels(labels_csv, findings)
-    files = study_files(studies)
-    if not files:
-        raise ValidationFailedError(f"{studies} holds no files; give labelled DICOM studies.")
     ref = EncoderRef(
         name=encoder,
         version=encoder_version,
@@ -112,6 +109,9 @@ def fit_and_register(
     with pipeline_errors():
         spec = probe_spec(encoder_spec, ref, findings)
     check_interface(registry, name, spec)  # before the studies run, not after
+    files = study_files(studies)
+    if not files:
+        raise ValidationFailedError(f"{studies} holds no files; give labelled DICOM studies.")
     make_ready(triton, registry, repository_dir, encoder, encoder_version)
     run = run_studies(
         triton,
