@@ -340,7 +340,8 @@ class ModelSpec(_Strict):
         embedding output of this spec, with the encoder's runtime). Any other spec: itself."""
         if self.runtime != "probe":
             return self
-        assert self.embedding is not None and self.encoder_runtime is not None
+        assert self.embedding is not None
+        assert self.encoder_runtime is not None
         return self.model_copy(
             update={
                 "runtime": self.encoder_runtime,
