@@ -97,6 +97,20 @@ def read_labels(path: Path, findings: Sequence[str] | None = None) -> dict[str, 
         return out
 
 
+def label_findings(path: Path) -> tuple[str, ...]:
+    """The finding columns of a labels CSV (every column but ``study_id``, in file order): what
+    a probe fitted on it predicts."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh), [])
+    findings = tuple(c for c in header if c != "study_id")
+    if "study_id" not in header or not findings:
+        raise StudiesError(
+            f"{path.name} needs a 'study_id' column and one 0/1 column per finding (e.g. "
+            "study_id,effusion,nodule)."
+        )
+    return findings
+
+
 def decoded(
     files: Sequence[StudyFile], options: PixelOptions | None = None
 ) -> Iterator[tuple[int, DicomImage | None]]:

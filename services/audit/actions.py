@@ -29,6 +29,10 @@ EVALUATION_SET: Final = "evaluation_set"
 
 MODEL_REGISTERED: Final = "model.registered"
 MODEL_DEPLOYED: Final = "model.deployed"
+#: A probe's encoder got a newer version; the probe must be refitted and revalidated.
+MODEL_REVALIDATION_FLAGGED: Final = "model.revalidation_flagged"
+#: A probe version fitted on its encoder's newest version cleared the flag.
+MODEL_REVALIDATION_CLEARED: Final = "model.revalidation_cleared"
 ALERT_OPENED: Final = "alert.opened"
 ALERT_ACKNOWLEDGED: Final = "alert.acknowledged"
 ALERT_RESOLVED: Final = "alert.resolved"

@@ -16,6 +16,7 @@ from services.cli import lifecycle as lifecycle_cli
 from services.cli import models as models_cli
 from services.cli import monitor as monitor_cli
 from services.cli import monitors as monitors_cli
+from services.cli import probes as probes_cli
 from services.cli import retrain as retrain_cli
 from services.cli.common import actor, err, fail, runtime, sessions
 from services.core.errors import RadwatchError
@@ -39,6 +40,7 @@ app.add_typer(models_cli.app, name="models")
 app.add_typer(models_cli.reference_app, name="reference")
 app.add_typer(evaluation_cli.evaluation_sets_app, name="evaluation-sets")
 app.add_typer(evaluation_cli.candidates_app, name="candidates")
+app.add_typer(probes_cli.app, name="probes")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(grafana_cli.app, name="grafana")
 app.add_typer(retrain_cli.app, name="retrain")

@@ -85,6 +85,7 @@ def import_(
                     "name": done.name,
                     "version": done.version,
                     "spec": done.spec.model_dump(mode="json"),
+                    "flagged_probes": list(done.flagged_probes),
                 }
             )
         )
@@ -93,6 +94,8 @@ def import_(
             f"registered {done.name} version {done.version} from {done.source_format} "
             f"(sha256 {done.source_sha256[:12]}…): {_spec_summary(done.spec)}"
         )
+        for probe in done.flagged_probes:
+            typer.echo(f"flagged probe {probe} for revalidation: it reads an older version")
 
 
 def fail_line(message: str) -> NoReturn:
@@ -105,6 +108,8 @@ def fail_line(message: str) -> NoReturn:
 @app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
     """Every registered model with its newest version and the aliases set on it."""
+    from services.registry.probes import needs_revalidation
+
     with runtime() as rt:
         try:
             rows = []
@@ -115,7 +120,8 @@ def list_(as_json: JsonOpt = False) -> None:
                 newest = versions[-1]
                 spec = rt.registry.load_spec(name, newest.version)
                 aliases = {a: v.version for v in versions for a in v.aliases}
-                rows.append((name, len(versions), newest, spec, aliases))
+                stale = needs_revalidation(rt.registry, name)
+                rows.append((name, len(versions), newest, spec, aliases, stale))
         except RadwatchError as exc:
             fail(exc)
     if as_json:
@@ -129,20 +135,23 @@ def list_(as_json: JsonOpt = False) -> None:
                         "aliases": aliases,
                         "spec_sha256": spec.sha256(),
                         "runtime": spec.runtime,
+                        "needs_revalidation": stale,
                     }
-                    for name, count, newest, spec, aliases in rows
+                    for name, count, newest, spec, aliases, stale in rows
                 ]
             )
         )
         return
     if not rows:
         typer.echo("no registered models; import one with `radwatch models import`")
-    for name, count, newest, spec, aliases in rows:
+    for name, count, newest, spec, aliases, stale in rows:
         alias_text = ", ".join(f"{a}=v{v}" for a, v in sorted(aliases.items())) or "no aliases"
         typer.echo(
             f"{name}: {count} version(s), newest v{newest.version} ({alias_text}); "
             f"{_spec_summary(spec)}"
         )
+        if stale:
+            typer.echo(f"  needs revalidation: {stale}")
 
 
 @app.command("show")
@@ -152,6 +161,8 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """One version with its spec."""
+    from services.registry.probes import needs_revalidation
+
     with runtime() as rt:
         try:
             if version is None:
@@ -162,15 +173,20 @@ def show(
             v = version
             info = rt.registry.get_version(name, v)
             spec = rt.registry.load_spec(name, v)
+            stale = needs_revalidation(rt.registry, name)
         except RadwatchError as exc:
             fail(exc)
-    out = _version_json(info, spec)
+    out = _version_json(info, spec) | {"needs_revalidation": stale}
     if as_json:
         typer.echo(json.dumps(out))
         return
     typer.echo(f"{name} version {v}  aliases: {', '.join(info.aliases) or '-'}")
     typer.echo(f"  {_spec_summary(spec)}; retraining {spec.retraining.kind}")
     typer.echo(f"  monitors: {', '.join(spec.enabled_monitors())}")
+    if spec.encoder is not None:
+        typer.echo(f"  encoder: {spec.encoder.name} version {spec.encoder.version}")
+    if stale:
+        typer.echo(f"  needs revalidation: {stale}")
     typer.echo(f"  spec sha256 {out['spec_sha256']}; run {info.run_id}")
     typer.echo(json.dumps(out["spec"], indent=2))
 

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 # --- model registry (MLflow) -------------------------------------------------------------------
 
+#: Run tag with the SHA-256 of an imported run's serving file (``serving/<file>``): what
+#: :meth:`ModelRegistry.serving_sha256` reads, and what a probe pins its encoder by.
+SERVING_SHA256_TAG = "radwatch.serving_sha256"
+
 
 @dataclass(frozen=True)
 class ModelVersionInfo:
@@ -123,6 +127,10 @@ class ModelRegistry(Protocol):
 
     def model_tags(self, name: str) -> dict[str, str]: ...
 
+    def delete_model_tag(self, name: str, key: str) -> None:
+        """Remove a registered model's tag; removing a tag that is not set is not an error."""
+        ...
+
     def alias_version(self, name: str, alias: str) -> int | None:
         """The version ``alias`` points at, or None when the alias is not set."""
         ...
@@ -191,6 +199,10 @@ class ModelRegistry(Protocol):
         self, name: str, version: int | None, dest: Path
     ) -> tuple[EvaluationSetInfo, Path]:
         """The set (newest version when ``version`` is None) in ``dest``: info and folder."""
+        ...
+
+    def serving_sha256(self, name: str, version: int) -> str:
+        """The SHA-256 of an imported version's serving file (what a probe pins its encoder by)."""
         ...
 
 

@@ -13,6 +13,7 @@ clients itself and never reads :func:`current` (only tasks do).
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from services.core.ports import Enqueuer, InferenceServer, ModelRegistry
 from services.core.settings import Settings
 
 if TYPE_CHECKING:
+    from pipelines.probes import Probe
     from pipelines.profile import ReferenceProfile
 
 
@@ -43,6 +45,7 @@ class Runtime:
     registry_factory: Callable[[], ModelRegistry] = field(repr=False)
     _registry: ModelRegistry | None = field(default=None, repr=False)
     _profiles: dict[tuple[str, int], ReferenceProfile] = field(default_factory=dict, repr=False)
+    _probes: dict[tuple[str, int], Probe] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -64,6 +67,19 @@ class Runtime:
         if key not in self._profiles:
             self._profiles[key] = self.registry.load_reference_profile(model_name, version)
         return self._profiles[key]
+
+    def probe(self, model_name: str, version: int) -> Probe:
+        """A probe version's heads (its ``probe.npz`` serving file), downloaded from the registry
+        once per process like reference profiles: a registered version never changes, and the
+        prediction path must not pay a registry round trip per request."""
+        key = (model_name, version)
+        if key not in self._probes:
+            from pipelines.probes import load
+
+            with tempfile.TemporaryDirectory(prefix="radwatch-probe-") as tmp:
+                path = self.registry.download_serving_artifact(model_name, version, Path(tmp))
+                self._probes[key] = load(path)
+        return self._probes[key]
 
     def close(self) -> None:
         self.triton.close()

@@ -114,6 +114,7 @@ async def create_prediction(
         deployment=chosen.answer,
         image=image,
         metadata=metadata,
+        probes=state.probe,
     )
     if (
         chosen.shadow is not None
@@ -131,6 +132,7 @@ async def create_prediction(
             event_id=response.event_id,
             champion_scores=response.scores,
             image=image,
+            probes=state.probe,
         )
     if response.duplicate:
         EVENTS_DUPLICATE.labels("gateway").inc()

@@ -31,7 +31,7 @@ from services.core.settings import Settings
 from services.events import repository
 from services.events.ingest import event_row
 from services.events.schemas import ModelRef, PredictionResponse, StudyMetadata
-from services.serving.service import spec_of
+from services.serving.service import ProbeLookup, infer_deployment, spec_of
 
 #: Image sides accepted before resizing, in pixels. The upper bound guards memory; below the
 #: lower bound a radiograph carries too little to classify and is almost surely a client bug.
@@ -84,7 +84,11 @@ def predict(
     deployment: Deployment,
     image: npt.NDArray[Any],
     metadata: StudyMetadata,
+    probes: ProbeLookup | None = None,
 ) -> PredictionResponse:
+    """Score ``image`` with ``deployment`` and add its event to the session. A probe deployment
+    needs ``probes`` (the runtime's cache of probe heads): Triton runs its encoder, the heads
+    run here, and the event stores the encoder's embedding with the probe's scores."""
     if metadata.site is None:
         raise ValidationFailedError(
             "metadata.site is required (or a DICOM InstitutionName to derive it from)."
@@ -102,7 +106,7 @@ def predict(
     with pipeline_errors():
         batch = prepare(spec, [image])
         stats = image_stats(image)
-    output = triton.infer(deployment.triton_model, deployment.model_version, batch, spec=spec)
+    output = infer_deployment(triton, deployment, batch, probes=probes)
     probs = output.probs[0]
     embedding = output.embeddings[0]
     if not (np.all(np.isfinite(probs)) and np.all(np.isfinite(embedding))):

@@ -21,7 +21,7 @@ from services.events import repository as events
 from services.monitoring import repository, scheduler
 from services.monitoring import service as monitors
 from services.serving import repository as serving
-from services.serving.service import deploy_champion, export_and_load
+from services.serving.service import deploy_champion, export_and_load, served_by
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ def deploy(
     the acquisition drift monitor of the settings (window, alpha, persistence).
 
     Triton loads the model before the deployment row changes, so a failed load leaves the
-    previous champion serving and recorded.
+    previous champion serving and recorded. A probe makes its encoder version ready instead, and
+    its row names the encoder as the Triton model.
     """
     info = rt.registry.get_version(model_name, version)
     spec = export_and_load(rt.triton, rt.registry, rt.model_repository, model_name, version)
@@ -95,7 +96,7 @@ def deploy(
             model_name=model_name,
             model_version=version,
             mlflow_run_id=info.run_id,
-            triton_model=model_name,
+            triton_model=served_by(spec, model_name, version)[0],
             operating_threshold=operating_threshold,
             spec=spec,
             actor=actor,

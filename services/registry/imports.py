@@ -19,11 +19,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from pipelines.importers import ImportedModel, import_model
+from pipelines.importers.common import sha256_file
 from pipelines.spec import ModelSpec
 from services.audit import actions
 from services.audit import service as audit
 from services.core.errors import ConflictError, UnknownModelError, pipeline_errors
-from services.core.ports import ModelRegistry
+from services.core.ports import SERVING_SHA256_TAG, ModelRegistry
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class ImportedVersion:
     spec: ModelSpec
     source_format: str
     source_sha256: str
+    #: Probes flagged for revalidation because they read an older version of this model.
+    flagged_probes: tuple[str, ...] = ()
 
 
 def card_markdown(name: str, imported: ImportedModel) -> str:
@@ -99,7 +102,8 @@ def import_version(
 ) -> ImportedVersion:
     """Import ``source`` (``.onnx``, ``.pt2``, a MONAI Bundle directory or zip) as the next
     version of ``name``. With ``session``, a ``model.registered`` audit record by ``actor`` is
-    appended (the caller commits)."""
+    appended (the caller commits). A model with an embedding output may have probes fitted on
+    its older versions: those are flagged for revalidation (:mod:`services.registry.probes`)."""
     with tempfile.TemporaryDirectory(prefix="radwatch-import-") as tmp:
         with pipeline_errors():
             imported = import_model(source, spec, Path(tmp))
@@ -119,18 +123,11 @@ def import_version(
                 "radwatch.kind": "import",
                 "radwatch.source_sha256": imported.source_sha256,
                 "radwatch.spec_sha256": imported.spec.sha256(),
+                SERVING_SHA256_TAG: sha256_file(imported.artifact),
             },
         )
     version = registry.register(
         name, run_id, description=f"Imported from {imported.source_format} by radwatch."
-    )
-    result = ImportedVersion(
-        name=name,
-        version=version,
-        run_id=run_id,
-        spec=imported.spec,
-        source_format=imported.source_format,
-        source_sha256=imported.source_sha256,
     )
     if session is not None:
         audit.record(
@@ -148,4 +145,20 @@ def import_version(
                 "spec_sha256": imported.spec.sha256(),
             },
         )
-    return result
+    flagged: list[str] = []
+    if imported.spec.embedding is not None:
+        # Imported here: services.registry.probes imports this module (check_interface).
+        from services.registry.probes import flag_stale_probes
+
+        flagged = flag_stale_probes(
+            registry, encoder=name, version=version, session=session, actor=actor
+        )
+    return ImportedVersion(
+        name=name,
+        version=version,
+        run_id=run_id,
+        spec=imported.spec,
+        source_format=imported.source_format,
+        source_sha256=imported.source_sha256,
+        flagged_probes=tuple(flagged),
+    )

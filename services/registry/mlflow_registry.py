@@ -38,7 +38,7 @@ from services.core.errors import (
     UnknownModelError,
     ValidationFailedError,
 )
-from services.core.ports import EvaluationSetInfo, ModelVersionInfo
+from services.core.ports import SERVING_SHA256_TAG, EvaluationSetInfo, ModelVersionInfo
 from services.registry import mlflow_evaluation as evaluation
 from services.registry.mlflow_http import redact, translated
 
@@ -306,6 +306,11 @@ class MlflowRegistry:
         with self._mlflow(f"Tags of model {name!r}"):
             return dict(self._client.get_registered_model(name).tags or {})
 
+    def delete_model_tag(self, name: str, key: str) -> None:
+        with self._mlflow(f"Removing tag {key!r} of model {name!r}"):
+            if key in (self._client.get_registered_model(name).tags or {}):
+                self._client.delete_registered_model_tag(name, key)
+
     def alias_version(self, name: str, alias: str) -> int | None:
         """The version ``alias`` points at, or None when it is not set (no error)."""
         with self._mlflow(f"Alias {alias!r} of model {name!r}"):
@@ -442,6 +447,17 @@ class MlflowRegistry:
                 "an imported version has exactly one. Import it again."
             )
         return files[0]
+
+    def serving_sha256(self, name: str, version: int) -> str:
+        """The hash recorded at import (run tag :data:`SERVING_SHA256_TAG`); versions imported
+        before the tag existed are downloaded and hashed."""
+        from pipelines.importers.common import sha256_file
+
+        recorded = self.run_tags(self.get_version(name, version).run_id).get(SERVING_SHA256_TAG)
+        if recorded:
+            return recorded
+        with tempfile.TemporaryDirectory(prefix="radwatch-dl-") as tmp:
+            return sha256_file(self.download_serving_artifact(name, version, Path(tmp)))
 
     def log_reference_profile(self, name: str, version: int, profile: ReferenceProfile) -> None:
         """Store (or replace) the version's reference profile."""

@@ -34,9 +34,9 @@ def list_models(session: SessionDep, state: StateDep) -> list[DeploymentOut]:
     out = []
     for d in service.list_deployments(session):
         item = DeploymentOut.model_validate(d)
-        item.loaded = (
-            state.triton.is_model_ready(d.triton_model, d.model_version) if d.active else False
-        )
+        # A probe is loaded when its encoder version is (its heads are read on first use).
+        served = service.served_by(service.spec_of(d), d.triton_model, d.model_version)
+        item.loaded = state.triton.is_model_ready(*served) if d.active else False
         out.append(item)
     return out
 

@@ -2,7 +2,8 @@
 
 :func:`mirror`: shadow inference. The candidate scores a mirrored copy of a live request after
 the champion's response has been sent (a FastAPI background task), on its own short
-transaction, so neither its latency nor its failure reaches the clinician. Results go to
+transaction, so neither its latency nor its failure reaches the clinician. A probe candidate
+needs ``probes`` (the runtime's cache of heads), as the gateway does. Results go to
 ``shadow_predictions`` next to the champion's event id, for comparison before canary.
 """
 
@@ -23,7 +24,7 @@ from services.core.models import Deployment, ShadowPrediction
 from services.core.ports import InferenceServer
 from services.metrics.registry import SHADOW_PREDICTIONS
 from services.serving import repository
-from services.serving.service import spec_of
+from services.serving.service import ProbeLookup, infer_deployment, spec_of
 from services.serving.shadow import budget
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,12 @@ def mirror(  # called only after admit() returned True
     event_id: str,
     champion_scores: Mapping[str, float],
     image: npt.NDArray[Any],
+    probes: ProbeLookup | None = None,
 ) -> None:
     start = time.perf_counter()
     try:
         spec = spec_of(candidate)
-        output = triton.infer(
-            candidate.triton_model, candidate.model_version, prepare(spec, [image]), spec=spec
-        )
+        output = infer_deployment(triton, candidate, prepare(spec, [image]), probes=probes)
         probs = output.probs[0]
         if not np.all(np.isfinite(probs)):
             raise ValueError("non-finite candidate scores")

@@ -13,7 +13,7 @@ the study id (AccessionNumber) and then dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,35 +60,40 @@ def _metadata_row(dicom: DicomImage) -> dict[str, Any]:
     return row
 
 
-def build_reference(
+@dataclass(frozen=True)
+class StudyRun:
+    """What a version returned for a study source, row-aligned over the usable studies:
+    ``metadata`` has :data:`METADATA_COLUMNS`, ``labels`` int8 ``[N, F]`` (``NO_LABEL`` where
+    the labels file has none), and ``rejected`` counts the files that were not radiographs."""
+
+    embeddings: npt.NDArray[np.float32]
+    scores: npt.NDArray[np.float32]
+    labels: npt.NDArray[np.int8]
+    metadata: pd.DataFrame
+    rejected: int
+
+    def __len__(self) -> int:
+        return len(self.metadata)
+
+    def sites(self) -> dict[str, int]:
+        counts = self.metadata["site"].value_counts().sort_index()
+        return {str(k): int(v) for k, v in counts.items()}
+
+
+def run_studies(
     triton: InferenceServer,
-    registry: ModelRegistry,
-    repository_dir: Path,
     *,
     name: str,
     version: int,
-    source: Path,
-    labels_csv: Path | None = None,
+    spec: ModelSpec,
+    files: Sequence[tuple[Path, dict[str, Any]]],
+    known: Mapping[str, Mapping[str, int]],
+    findings: Sequence[str],
     progress: Callable[[int, int], None] | None = None,
-) -> ReferenceSummary:
-    """Build and store the reference profile of ``name`` ``version`` from ``source``.
-
-    Files that are not readable radiographs are counted as rejected and skipped; fewer usable
-    studies than the spec's ``reference.min_studies`` is a 422 and stores nothing.
-    """
-    spec: ModelSpec = registry.load_spec(name, version)
-    if spec.input is None:
-        raise ValidationFailedError(
-            f"'{name}' version {version} is a probe; build the reference of its encoder."
-        )
-    findings = spec.findings.names if spec.findings else ()
-    with pipeline_errors():
-        files = study_files(source)
-        known = read_labels(labels_csv, findings) if labels_csv is not None else {}
-    if not files:
-        raise ValidationFailedError(f"{source} holds no files; give DICOM reference studies.")
-    make_ready(triton, registry, repository_dir, name, version)
-
+) -> StudyRun:
+    """Run ``files`` through ``name`` ``version`` on Triton (already ready) the way a
+    production prediction goes: DICOM decoding, ``spec``'s preprocessing, Triton. Labels are
+    joined from ``known`` (study id to finding to 0/1) for ``findings`` and the ids dropped."""
     rows: list[dict[str, Any]] = []
     scores: list[npt.NDArray[np.float32]] = []
     embeddings: list[npt.NDArray[np.float32]] = []
@@ -118,26 +123,80 @@ def build_reference(
         if progress is not None:
             progress(i + 1, len(files))
     flush()
-    if len(rows) < spec.reference.min_studies:
+    width = spec.embedding.width if spec.embedding is not None else 0
+    outputs = len(spec.findings.names) if spec.findings is not None else 0
+    return StudyRun(
+        embeddings=np.concatenate(embeddings) if embeddings else np.zeros((0, width), np.float32),
+        scores=np.concatenate(scores) if scores else np.zeros((0, outputs), np.float32),
+        labels=np.array(labels, dtype=np.int8).reshape(len(rows), len(findings)),
+        metadata=pd.DataFrame(rows, columns=list(METADATA_COLUMNS)),
+        rejected=rejected,
+    )
+
+
+def build_reference(
+    triton: InferenceServer,
+    registry: ModelRegistry,
+    repository_dir: Path,
+    *,
+    name: str,
+    version: int,
+    source: Path,
+    labels_csv: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReferenceSummary:
+    """Build and store the reference profile of ``name`` ``version`` from ``source``.
+
+    Files that are not readable radiographs are counted as rejected and skipped; fewer usable
+    studies than the spec's ``reference.min_studies`` is a 422 and stores nothing. A probe's
+    reference is built when it is fitted (``radwatch probes fit``), from its labelled studies.
+    """
+    spec: ModelSpec = registry.load_spec(name, version)
+    if spec.runtime == "probe":
         raise ValidationFailedError(
-            f"{len(rows)} usable reference studies ({rejected} rejected); the spec asks for at "
-            f"least {spec.reference.min_studies} (reference.min_studies)."
+            f"'{name}' version {version} is a probe; its reference profile was stored when it "
+            "was fitted. Fit a new version with `radwatch probes fit` to change it."
         )
-    metadata = pd.DataFrame(rows, columns=list(METADATA_COLUMNS))
-    label_array = np.array(labels, dtype=np.int8).reshape(len(rows), len(findings))
+    findings = spec.findings.names if spec.findings else ()
+    with pipeline_errors():
+        files = study_files(source)
+        known = read_labels(labels_csv, findings) if labels_csv is not None else {}
+    if not files:
+        raise ValidationFailedError(f"{source} holds no files; give DICOM reference studies.")
+    make_ready(triton, registry, repository_dir, name, version)
+    run = run_studies(
+        triton,
+        name=name,
+        version=version,
+        spec=spec,
+        files=files,
+        known=known,
+        findings=findings,
+        progress=progress,
+    )
+    require_studies(run, spec)
     profile = ReferenceProfile(
-        embeddings=np.concatenate(embeddings),
-        scores=np.concatenate(scores),
-        labels=label_array,
-        metadata=metadata,
+        embeddings=run.embeddings,
+        scores=run.scores,
+        labels=run.labels,
+        metadata=run.metadata,
         findings=findings,
     )
     registry.log_reference_profile(name, version, profile)
     return ReferenceSummary(
         name=name,
         version=version,
-        studies=len(rows),
-        rejected=rejected,
-        labelled=int((label_array != NO_LABEL).any(axis=1).sum()),
-        sites={str(k): int(v) for k, v in metadata["site"].value_counts().sort_index().items()},
+        studies=len(run),
+        rejected=run.rejected,
+        labelled=int((run.labels != NO_LABEL).any(axis=1).sum()),
+        sites=run.sites(),
     )
+
+
+def require_studies(run: StudyRun, spec: ModelSpec) -> None:
+    """Refuse (422) fewer usable studies than the spec's ``reference.min_studies``."""
+    if len(run) < spec.reference.min_studies:
+        raise ValidationFailedError(
+            f"{len(run)} usable reference studies ({run.rejected} rejected); the spec asks for "
+            f"at least {spec.reference.min_studies} (reference.min_studies)."
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,12 +15,18 @@ from sqlalchemy.orm import Session
 
 from pipelines.export_triton import export_model, export_version
 from pipelines.model import builtin_spec
+from pipelines.probes import Probe, apply
 from pipelines.spec import ModelSpec, parse_spec
 from services.audit import actions
 from services.audit import service as audit
-from services.core.errors import ModelNotLoadedError, UnknownModelError, pipeline_errors
+from services.core.errors import (
+    ConflictError,
+    ModelNotLoadedError,
+    UnknownModelError,
+    pipeline_errors,
+)
 from services.core.models import Deployment, DeploymentRole, ModelRouting, RoutingMode
-from services.core.ports import InferenceServer, ModelRegistry
+from services.core.ports import InferenceOutput, InferenceServer, ModelRegistry
 from services.serving import repository
 
 
@@ -181,13 +188,38 @@ def list_deployments(session: Session) -> list[Deployment]:
     return repository.list_all(session)
 
 
+def served_by(spec: ModelSpec, model_name: str, version: int) -> tuple[str, int]:
+    """The Triton model and version that run ``model_name`` ``version``: itself, or for a probe
+    its encoder (the probe's heads run in the gateway, on the embedding Triton returns)."""
+    if spec.encoder is not None:
+        return spec.encoder.name, spec.encoder.version
+    return model_name, version
+
+
+def _check_encoder(registry: ModelRegistry, spec: ModelSpec) -> None:
+    """Refuse (409) to serve a probe on an encoder whose serving file is not the one it was
+    fitted on: heads fitted on one embedding space mean nothing in another."""
+    assert spec.encoder is not None
+    got = registry.serving_sha256(spec.encoder.name, spec.encoder.version)
+    if got != spec.encoder.sha256:
+        raise ConflictError(
+            f"Encoder {spec.encoder.name} version {spec.encoder.version} in the registry has "
+            f"serving sha256 {got[:12]}…, but the probe was fitted on {spec.encoder.sha256[:12]}…;"
+            " fit the probe again on the registered encoder (`radwatch probes fit`)."
+        )
+
+
 def _export(
-    registry: ModelRegistry, repository_dir: Path, model_name: str, version: int
+    registry: ModelRegistry,
+    repository_dir: Path,
+    model_name: str,
+    version: int,
+    spec: ModelSpec | None = None,
 ) -> ModelSpec:
     """Write ``version`` into the Triton repository the way its spec says (idempotent for
     identical bytes); its spec. The built-in model is exported from its trainable weights, an
     imported one from its serving artifact."""
-    spec = registry.load_spec(model_name, version)
+    spec = spec or registry.load_spec(model_name, version)
     if registry.has_trainable_model(model_name, version):
         model = registry.load_model(model_name, version)
         with pipeline_errors():
@@ -219,13 +251,19 @@ def make_ready(
     """Make Triton serve ``version``: export it from the registry if its folder is missing,
     load, check it is ready, and (``warm``) run one inference, because the first call of a
     freshly loaded version pays for lazy initialisation, which should not land on a clinical
-    request. A version that is ready already is left alone."""
+    request. A version that is ready already is left alone. For a probe, its encoder version is
+    made ready (after checking it is the encoder the probe was fitted on)."""
     if triton.is_model_ready(model_name, version):
         return
+    spec = registry.load_spec(model_name, version)
+    if spec.encoder is not None:
+        _check_encoder(registry, spec)
+        make_ready(
+            triton, registry, repository_dir, spec.encoder.name, spec.encoder.version, warm=warm
+        )
+        return
     if not (repository_dir / model_name / str(version)).exists():
-        spec = _export(registry, repository_dir, model_name, version)
-    else:
-        spec = registry.load_spec(model_name, version)
+        _export(registry, repository_dir, model_name, version, spec)
     triton.load_model(model_name)
     if not triton.is_model_ready(model_name, version):
         raise ModelNotLoadedError(
@@ -244,8 +282,14 @@ def export_and_load(
 ) -> ModelSpec:
     """Export a registered version to the Triton repository (idempotent for identical weights)
     and load it; returns its spec. Raises before anything is recorded when Triton does not
-    make the version ready."""
-    spec = _export(registry, repository_dir, model_name, version)
+    make the version ready. A probe is not exported: its encoder version is made ready
+    (:func:`make_ready`), and its heads are read from the registry by the gateway."""
+    spec = registry.load_spec(model_name, version)
+    if spec.encoder is not None:
+        _check_encoder(registry, spec)
+        make_ready(triton, registry, repository_dir, spec.encoder.name, spec.encoder.version)
+        return spec
+    _export(registry, repository_dir, model_name, version, spec)
     triton.load_model(model_name)
     if not triton.is_model_ready(model_name, version):
         raise ModelNotLoadedError(
@@ -253,3 +297,50 @@ def export_and_load(
             "server log and the config's version_policy."
         )
     return spec
+
+
+#: ``(probe name, version)`` to its heads; the process runtime's cache
+#: (:meth:`services.core.runtime.Runtime.probe`).
+ProbeLookup = Callable[[str, int], Probe]
+
+
+def infer_deployment(
+    triton: InferenceServer,
+    deployment: Deployment,
+    batch: npt.NDArray[np.float32],
+    *,
+    probes: ProbeLookup | None = None,
+) -> InferenceOutput:
+    """What ``deployment`` answers for a prepared ``batch`` (``pipelines.preprocess.prepare`` by
+    its spec). A model is run on Triton. A probe runs its encoder on Triton and applies its
+    heads (from ``probes``) to the embedding: the output holds the encoder's embedding and the
+    probe's scores, under the probe's tensor names, as if one model had answered."""
+    spec = spec_of(deployment)
+    if spec.encoder is None:
+        return triton.infer(deployment.triton_model, deployment.model_version, batch, spec=spec)
+    assert spec.findings is not None
+    assert spec.embedding is not None
+    if probes is None:
+        raise ModelNotLoadedError(
+            f"{deployment.model_name} version {deployment.model_version} is a probe, and this "
+            "caller has no way to read its heads; pass the runtime's probe cache."
+        )
+    heads = probes(deployment.model_name, deployment.model_version)
+    if (heads.findings, heads.encoder, heads.width) != (
+        spec.findings.names,
+        spec.encoder,
+        spec.embedding.width,
+    ):
+        raise ConflictError(
+            f"The heads stored with {deployment.model_name} version {deployment.model_version} "
+            "do not match its spec (findings, encoder or width); fit the probe again."
+        )
+    out = triton.infer(spec.encoder.name, spec.encoder.version, batch, spec=spec.encoder_view())
+    with pipeline_errors():
+        scores = apply(heads, out.embeddings)
+    return InferenceOutput.of(
+        spec,
+        {spec.findings.tensor: scores, spec.embedding.tensor: out.embeddings},
+        model_name=deployment.model_name,
+        model_version=deployment.model_version,
+    )
