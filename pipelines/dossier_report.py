@@ -245,11 +245,11 @@ margin {{ p.noninferiority.margin }}, p = {{ fmt(p.noninferiority.p_value, 4) }}
 <img alt="Subgroup forest plot" id="plot-forest" src="{{ d.plots.forest }}">
 
 <h2>Robustness</h2>{% set r = s.robustness %}
-<p class="small">{{ r.n }} synthetic studies ({{ r.n_pos }} positive) through the full models.
-{{ r.error or '' }}</p>
+<p class="small">{% if r.n %}{{ r.n }} {{ r.source or 'synthetic' }} studies ({{ r.n_pos }}
+positive) through the full models. {% endif %}{{ r.error or '' }}</p>
 <table><tr><th>perturbation</th><th>candidate clean / perturbed / drop (CI)</th>
 <th>champion clean / perturbed / drop</th></tr>
-{% for kind, e in r.perturbations.items() %}<tr><td>{{ kind }}</td>
+{% for kind, e in (r.perturbations or {}).items() %}<tr><td>{{ kind }}</td>
 <td>{{ fmt(e.candidate.auroc_clean) }} / {{ fmt(e.candidate.auroc_perturbed) }} /
 {{ fmt(e.candidate.drop) }} ({{ fmt(e.candidate.drop_lower) }} to
 {{ fmt(e.candidate.drop_upper) }})</td>

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from pipelines.spec import ModelSpec
 from services.audit import actions
 from services.audit.service import record
 from services.change_protocols import repository
@@ -64,12 +65,29 @@ def create_version(
     return row
 
 
+def defaults_for(spec: ModelSpec | None) -> ChangeProtocolDocument:
+    """The documented defaults, fitted to a model's spec: judged on its first finding when it
+    has no ``effusion``, and, for a probe, without perturbation criteria (a probe refit is
+    judged on stored embeddings; no pixels exist to perturb, and its encoder is unchanged)."""
+    document = ChangeProtocolDocument()
+    if spec is None or spec.findings is None:
+        return document
+    acceptance = document.acceptance
+    if acceptance.finding not in spec.findings.names:
+        acceptance = acceptance.model_copy(update={"finding": spec.findings.names[0]})
+    if spec.runtime == "probe":
+        robustness = acceptance.robustness.model_copy(update={"perturbations": []})
+        acceptance = acceptance.model_copy(update={"robustness": robustness})
+    return document.model_copy(update={"acceptance": acceptance})
+
+
 def current(
-    session: Session, model_name: str, *, actor: str
+    session: Session, model_name: str, *, actor: str, spec: ModelSpec | None = None
 ) -> tuple[ChangeProtocol, ChangeProtocolDocument]:
-    """The model's latest protocol, creating version 1 from the documented defaults when the
-    model has none yet (so every candidate is judged against a stored, audited protocol)."""
+    """The model's latest protocol, creating version 1 from the documented defaults (fitted to
+    ``spec``, :func:`defaults_for`) when the model has none yet, so every candidate is judged
+    against a stored, audited protocol."""
     row = latest(session, model_name)
     if row is None:
-        row = create_version(session, model_name, ChangeProtocolDocument(), actor=actor)
+        row = create_version(session, model_name, defaults_for(spec), actor=actor)
     return row, ChangeProtocolDocument.model_validate(row.document)

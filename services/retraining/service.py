@@ -48,7 +48,7 @@ from services.labels import repository as labels
 from services.monitoring import repository as monitoring
 from services.retraining import repository
 from services.serving import repository as deployments
-from services.serving.service import champion
+from services.serving.service import champion, spec_of
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,9 @@ def request_run(
             f"Retraining run {running.id} of '{model_name}' is already {running.state}; wait for "
             f"it (GET /v1/retraining/{running.id}) before asking for another."
         )
-    protocol_row, protocol = protocols.current(session, model_name, actor=requested_by)
+    protocol_row, protocol = protocols.current(
+        session, model_name, actor=requested_by, spec=spec_of(champ)
+    )
     policy, finding = protocol.retraining, protocol.acceptance.finding
     labelled = labels.count_labelled(
         session, model_name=model_name, version=champ.model_version, finding=finding

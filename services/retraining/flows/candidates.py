@@ -28,13 +28,13 @@ from pipelines.spec import ModelSpec
 from pipelines.studies import decoded, read_labels
 from services.approvals import service as approvals
 from services.change_protocols import service as protocols
-from services.change_protocols.document import AcceptanceCriteria, ChangeProtocolDocument
 from services.core.db import session_scope
 from services.core.errors import ConflictError, ValidationFailedError
 from services.core.runtime import Runtime
 from services.monitoring.kinds import age_band
 from services.registry.evaluation_sets import LABELS, load_manifest
 from services.retraining import dossiers
+from services.retraining.service import Progress
 from services.serving import service as serving
 
 
@@ -49,7 +49,6 @@ class CandidateDossier:
 
 #: Studies per Triton request while scoring.
 BATCH = 16
-Progress = Callable[[str, int, int], None]
 
 
 def _scorer(
@@ -90,16 +89,9 @@ def _attributes(studies: Sequence[DicomImage]) -> dict[str, npt.NDArray[np.objec
 
 
 def _protocol(rt: Runtime, model_name: str, spec: ModelSpec, actor: str) -> tuple[int, Any]:
-    """The model's change protocol; a model without one gets the defaults judged on its first
-    finding (the built-in default finding may not be one of an imported model's)."""
-    assert spec.findings is not None
+    """The model's change protocol (the defaults fitted to its spec when it has none)."""
     with session_scope(rt.sessions) as session:
-        if protocols.latest(session, model_name) is None:
-            document = ChangeProtocolDocument(
-                acceptance=AcceptanceCriteria(finding=spec.findings.names[0])
-            )
-            protocols.create_version(session, model_name, document, actor=actor)
-        row, document = protocols.current(session, model_name, actor=actor)
+        row, document = protocols.current(session, model_name, actor=actor, spec=spec)
         return row.version, document
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines.dossier import DossierInputs
 from pipelines.retrain import RecentData, RetrainConfig, config_from_params, retrain
+from pipelines.spec import ModelSpec
 from pipelines.train import TrainConfig
 from services.approvals import service as approvals
 from services.audit import actions
@@ -32,6 +33,7 @@ from services.core.ports import ModelRegistry
 from services.registry.service import RegisteredModel, record_registration
 from services.retraining import dossiers, repository
 from services.retraining import reference as reference_profile
+from services.retraining.flows.probes import ProbeRun, refit_probe
 from services.retraining.service import (
     _STAGES,
     CANDIDATE_ALIAS,
@@ -167,9 +169,12 @@ def _execute(
     report("loading", 0, 1)
     with session_scope(sessions) as session:
         run = get(session, run_id)
-        champion_findings = _findings(registry, run.model_name, run.parent_version)
+        champion_spec = _champion_spec(registry, run.model_name, run.parent_version)
+        assert champion_spec.findings is not None
+        champion_findings = champion_spec.findings.names
         params, lineage = dict(run.params), dict(run.lineage)
         model_name, parent, trigger = run.model_name, run.parent_version, run.trigger
+        requested_by = run.requested_by
         protocol_row = protocols.get(session, model_name, int(lineage["protocol_version"]))
         protocol = protocols.parse(protocol_row.document)
         deployment = deployments.by_version(session, model_name, parent)
@@ -189,6 +194,28 @@ def _execute(
             model_name=model_name,
             alert_ids=lineage.get("trigger_alert_ids", []),
             trigger=trigger,
+        )
+    if champion_spec.runtime == "probe":
+        return refit_probe(
+            sessions,
+            registry,
+            ProbeRun(
+                run_id=run_id,
+                actor=actor,
+                model_name=model_name,
+                parent=parent,
+                spec=champion_spec,
+                finding=finding,
+                threshold=threshold,
+                protocol_version=protocol_row.version,
+                protocol=protocol,
+                snapshot=snapshot,
+                train_part=train_part,
+                held=held,
+                drift=drift,
+                requested_by=requested_by,
+            ),
+            report,
         )
     champion_info = registry.get_version(model_name, parent)
     champion_model = registry.load_model(model_name, parent)
@@ -326,14 +353,14 @@ def _execute(
     return version
 
 
-def _findings(registry: ModelRegistry, model_name: str, version: int) -> tuple[str, ...]:
+def _champion_spec(registry: ModelRegistry, model_name: str, version: int) -> ModelSpec:
     spec = registry.load_spec(model_name, version)
     if spec.findings is None or spec.retraining.kind != "probe":
         raise ValidationFailedError(
             f"'{model_name}' version {version} declares retraining '{spec.retraining.kind}'; "
             "radwatch retrains only models whose spec says 'probe' and that have findings."
         )
-    return spec.findings.names
+    return spec
 
 
 def _mlflow_params(
