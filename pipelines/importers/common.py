@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -180,6 +180,44 @@ def spec_shape_text(spec: ModelSpec) -> str:
     """The spec's input as the model sees it, batch first: ``[batch, 1, 96, 96]``."""
     assert spec.input is not None
     return shape_text(["batch", *spec.input.shape])
+
+
+def check_input_dims(
+    dims: Sequence[object],
+    spec: ModelSpec,
+    *,
+    what: str,
+    shown: Sequence[int | str | None],
+    on_dynamic: Callable[[object, str], None] | None = None,
+) -> None:
+    """Compare a model's per-sample input dims (``dims[1:]``; ints are fixed, anything else is
+    dynamic) with the spec's, refusing mismatches and undeclared dynamic dims. ``what`` names the
+    model in messages ("graph", "program"); ``on_dynamic(dim, name)`` checks a dimension both
+    sides call dynamic (e.g. its range)."""
+    assert spec.input is not None
+    undeclared: list[str] = []
+    for axis, (have, declared) in enumerate(zip(dims[1:], spec.input.shape, strict=True), 1):
+        if isinstance(have, int) and isinstance(declared, int) and have != declared:
+            raise ImportRefusedError(
+                f"the {what}'s input has shape {shape_text(shown)} but the spec declares "
+                f"{spec_shape_text(spec)}; make input.shape match the model"
+            )
+        if isinstance(have, int) and isinstance(declared, str):
+            raise ImportRefusedError(
+                f"the spec declares input dimension {axis} ({declared!r}) dynamic but the "
+                f"{what} fixes it at {have}; declare {have} in input.shape"
+            )
+        if not isinstance(have, int) and isinstance(declared, int):
+            named = f" ({have})" if isinstance(have, str) else " (unnamed)" if have is None else ""
+            undeclared.append(f"axis {axis}{named}")
+        if not isinstance(have, int) and isinstance(declared, str) and on_dynamic is not None:
+            on_dynamic(have, declared)
+    if undeclared:
+        raise ImportRefusedError(
+            f"undeclared dynamic dims: the {what}'s input {shape_text(shown)} is dynamic at "
+            f"{', '.join(undeclared)}; name them in input.shape and give their range in "
+            "input.dynamic, or export them static"
+        )
 
 
 def brief(exc: BaseException) -> str:

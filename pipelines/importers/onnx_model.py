@@ -34,6 +34,7 @@ from pipelines.importers.common import (
     brief,
     build_card,
     check_declared_width,
+    check_input_dims,
     check_output_arrays,
     example_shape,
     publish,
@@ -172,26 +173,7 @@ def _check_input(model: onnx.ModelProto, spec: ModelSpec) -> None:
             f"the graph's batch dimension is fixed at {dims[0]}; export with a dynamic batch "
             "axis (torch.onnx.export(..., dynamic_shapes={'x': {0: Dim('batch')}}))"
         )
-    undeclared: list[str] = []
-    for axis, (have, declared) in enumerate(zip(dims[1:], spec.input.shape, strict=True), 1):
-        if isinstance(have, int) and isinstance(declared, int) and have != declared:
-            raise ImportRefusedError(
-                f"the graph's input has shape {shape_text(dims)} but the spec declares "
-                f"{spec_shape_text(spec)}; make input.shape match the model"
-            )
-        if isinstance(have, int) and isinstance(declared, str):
-            raise ImportRefusedError(
-                f"the spec declares input dimension {axis} ({declared!r}) dynamic but the graph "
-                f"fixes it at {have}; declare {have} in input.shape"
-            )
-        if not isinstance(have, int) and isinstance(declared, int):
-            undeclared.append(f"axis {axis} ({have or 'unnamed'})")
-    if undeclared:
-        raise ImportRefusedError(
-            f"undeclared dynamic dims: the graph's input {shape_text(dims)} is dynamic at "
-            f"{', '.join(undeclared)}; name them in input.shape and give their range in "
-            "input.dynamic, or export them static"
-        )
+    check_input_dims(dims, spec, what="graph", shown=dims)
 
 
 def _check_outputs(model: onnx.ModelProto, spec: ModelSpec) -> None:

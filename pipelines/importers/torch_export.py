@@ -30,6 +30,7 @@ from pipelines.importers.common import (
     ImportRefusedError,
     brief,
     build_card,
+    check_input_dims,
     check_output_arrays,
     example_shape,
     publish,
@@ -219,28 +220,13 @@ def _check_signature(program: torch.export.ExportedProgram, spec: ModelSpec) -> 
             f"max={spec.max_batch_size})}}}}"
         )
     _check_range(program, batch, DynamicDim(min=1, max=spec.max_batch_size), "batch")
-    undeclared: list[str] = []
-    for axis, (have, declared) in enumerate(zip(dims[1:], spec.input.shape, strict=True), 1):
-        if isinstance(have, int) and isinstance(declared, int) and have != declared:
-            raise ImportRefusedError(
-                f"the program's input has shape {shape_text(shown)} but the spec declares "
-                f"{spec_shape_text(spec)}; make input.shape match the model"
-            )
-        if isinstance(have, int) and isinstance(declared, str):
-            raise ImportRefusedError(
-                f"the spec declares input dimension {axis} ({declared!r}) dynamic but the "
-                f"program fixes it at {have}; declare {have} in input.shape"
-            )
-        if not isinstance(have, int) and isinstance(declared, int):
-            undeclared.append(f"axis {axis}")
-        if not isinstance(have, int) and isinstance(declared, str):
-            _check_range(program, have, spec.input.dynamic[declared], f"{declared!r}")
-    if undeclared:
-        raise ImportRefusedError(
-            f"undeclared dynamic dims: the program's input {shape_text(shown)} is dynamic at "
-            f"{', '.join(undeclared)}; name them in input.shape and give their range in "
-            "input.dynamic, or export them static"
-        )
+    declared_ranges = spec.input.dynamic
+
+    def in_range(have: object, declared: str) -> None:
+        assert isinstance(have, torch.SymInt)
+        _check_range(program, have, declared_ranges[declared], f"{declared!r}")
+
+    check_input_dims(dims, spec, what="program", shown=shown, on_dynamic=in_range)
 
 
 def _returns_spec_tuple(program: torch.export.ExportedProgram, spec: ModelSpec) -> bool:
