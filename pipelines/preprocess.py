@@ -137,11 +137,11 @@ def prepare(spec: ModelSpec, images: Sequence[npt.ArrayLike]) -> npt.NDArray[np.
     Images may have different sizes; each is resized to the spec's spatial shape, except along
     dynamic dimensions, where it keeps its own size (so all images of one call must agree there:
     a batch is one rectangular tensor). Raises :class:`InvalidImageError` naming the image's
-    position for an image the model cannot take, and :class:`SpecError` for a probe (it reads
-    embeddings, not pixels).
+    position for an image the model cannot take. A probe's pixels are prepared for its encoder
+    (a probe's spec repeats the encoder's input and preprocessing).
     """
     if spec.input is None:
-        raise SpecError(f"a {spec.runtime!r} model has no image input; it is applied to embeddings")
+        raise SpecError("the spec has no input; give the model's input tensor")
     if len(images) == 0:
         raise InvalidImageError(f"no images given; send at least one {spec.dimensionality}-D image")
     channels = spec.input.channels

@@ -92,9 +92,10 @@ def test_an_imported_model_alerts_on_a_vendor_shift_at_that_site_only(
     with ExitStack() as exits:
         start_triton(stack, exits)
         cli(stack.env, "deploy", "--model-name", name, "--version", "1")
-        table, _ = labelled_studies(
-            tmp_path / "reference", findings, seed=2024, per_site=REFERENCE_PER_SITE
-        )
+        table, _ = labelled_studies(  # the reference is built without labels
+            tmp_path / "reference", findings, seed=2024, per_site=REFERENCE_PER_SITE,
+            label_of="nodule",
+        )  # fmt: skip
         reference = cli(
             stack.env, "reference", "build", "--name", name, "--version", "1",
             "--studies", str(table), "--json",

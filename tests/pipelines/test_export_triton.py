@@ -123,9 +123,13 @@ def test_builtin_config_is_the_spec_config() -> None:
 
 _PROBE = {
     "runtime": "probe",
-    "input": None,
+    "encoder_runtime": "onnx",
+    "input": {"name": "pixels", "shape": [1, 96, 96]},
     "encoder": {"name": "enc", "version": 1, "sha256": "0" * 64},
-    "outputs": [{"kind": "findings", "tensor": "y", "findings": [{"name": "a"}]}],
+    "outputs": [
+        {"kind": "findings", "tensor": "y", "findings": [{"name": "a"}]},
+        {"kind": "embedding", "tensor": "features", "width": 32},
+    ],
 }
 
 

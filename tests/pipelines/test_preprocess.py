@@ -13,7 +13,7 @@ from pipelines.contract import IMAGE_SIZE
 from pipelines.errors import InvalidImageError
 from pipelines.model import builtin_spec
 from pipelines.preprocess import image_stats, prepare, to_model_input
-from pipelines.spec import ModelSpec, SpecError, parse_spec
+from pipelines.spec import ModelSpec, parse_spec
 
 
 def test_output_shape_mixed_sizes_and_dtype() -> None:
@@ -222,14 +222,21 @@ def test_wrong_rank_names_the_position() -> None:
         prepare(_spec([1, 4, 8, 8]), [])
 
 
-def test_a_probe_has_no_pixels() -> None:
+def test_a_probes_pixels_are_prepared_for_its_encoder() -> None:
     probe = parse_spec(
         {
             "runtime": "probe",
-            "input": None,
+            "encoder_runtime": "onnx",
+            "input": {"name": "pixels", "shape": [3, 16, 16]},
+            "preprocessing": {"normalize": {"kind": "zscore"}},
             "encoder": {"name": "enc", "version": 1, "sha256": "0" * 64},
-            "outputs": [{"kind": "findings", "tensor": "y", "findings": [{"name": "a"}]}],
+            "outputs": [
+                {"kind": "findings", "tensor": "y", "findings": [{"name": "a"}]},
+                {"kind": "embedding", "tensor": "features", "width": 8},
+            ],
         }
     )
-    with pytest.raises(SpecError, match="no image input"):
-        prepare(probe, [np.zeros((8, 8))])
+    image = np.random.default_rng(0).random((40, 40))
+    batch = prepare(probe, [image])
+    assert batch.shape == (1, 3, 16, 16)
+    np.testing.assert_array_equal(batch, prepare(probe.encoder_view(), [image]))
