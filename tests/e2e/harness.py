@@ -29,7 +29,9 @@ from services.core.models import Role
 from services.core.processes import ManagedProcess, api_process, free_port, worker_process
 from services.core.runtime import Runtime
 from services.core.settings import Settings
+from services.demo.lifecycle import add_people, promotion_state
 from services.demo.runner import child_env
+from services.demo.stream import plan_stream, stream
 from services.serving.server import TritonServerProcess
 from services.wiring import build_runtime
 
@@ -115,8 +117,8 @@ def start_triton(stack: Stack, exits: ExitStack) -> None:
     exits.callback(triton.stop)
 
 
-def start_api_and_worker(stack: Stack, exits: ExitStack) -> None:
-    """The API and a worker with beat (monitoring queue), and an MLOps engineer's key."""
+def start_api_and_worker(stack: Stack, exits: ExitStack, *, queues: str = "monitoring") -> None:
+    """The API and a worker with beat (on ``queues``), and an MLOps engineer's key."""
     stack.rt = build_runtime(stack.settings)
     exits.callback(stack.rt.close)
     with session_scope(stack.rt.sessions) as session:
@@ -125,7 +127,7 @@ def start_api_and_worker(stack: Stack, exits: ExitStack) -> None:
     api = api_process(stack.env, port=port, log_path=stack.logs / "api.log").start()
     exits.callback(api.stop)
     stack.worker = worker_process(
-        stack.env, log_path=stack.logs / "worker.log", queues="monitoring"
+        stack.env, log_path=stack.logs / "worker.log", queues=queues
     ).start()
     exits.callback(stack.worker.stop)
     stack.base_url = f"http://127.0.0.1:{port}"
@@ -154,3 +156,40 @@ def labelled_studies(
     labels = folder / "labels.csv"
     labels.write_text(",".join(["study_id", *findings]) + "\n" + "\n".join(lines) + "\n")
     return table, labels
+
+
+def approve(stack: Stack, client: httpx.Client, request_id: int) -> None:
+    """A clinical safety officer (a new account) approves the request with their password."""
+    assert stack.rt is not None
+    people = add_people(stack.rt.sessions, "e2e-officer")
+    decided = client.post(
+        f"/v1/approvals/{request_id}/decision",
+        json={"decision": "approve", "reason": "e2e sign-off", "password": people.password},
+        headers={"Authorization": f"Bearer {people.officer_key}"},
+    )
+    assert decided.status_code == 200, decided.text
+
+
+def promote(stack: Stack, client: httpx.Client, name: str, version: int) -> dict[str, Any]:
+    """Start the promotion and stream studies until the saga has left shadow and canary;
+    the model's routing afterwards."""
+    client.post(
+        f"/v1/models/{name}/promotion", json={"version": version, "reason": "e2e"}
+    ).raise_for_status()
+    for round_ in range(10):
+        state = promotion_state(client, name)
+        assert stack.worker is not None
+        if state is None or state["state"] != "in_progress" or not stack.worker.alive():
+            break
+        stream(
+            plan_stream(120),
+            base_url=stack.base_url,
+            api_key=stack.api_key,
+            seed=500 + round_,
+            event_prefix=f"promo{round_}",
+        )
+    state = promotion_state(client, name)
+    assert state is not None
+    assert state["state"] == "succeeded", state
+    routing: dict[str, Any] = client.get(f"/v1/models/{name}/routing").json()
+    return routing

@@ -24,13 +24,14 @@ import pytest
 from pipelines.synth import DEFAULT_SITES
 from services.core.db import session_scope
 from services.core.models import PredictionEvent
-from services.demo.lifecycle import add_people, promotion_state
 from services.demo.stream import plan_stream, stream
 from tests.e2e.harness import (
     Stack,
+    approve,
     cli,
     labelled_studies,
     make_stack,
+    promote,
     start_api_and_worker,
     start_triton,
 )
@@ -164,34 +165,5 @@ def _candidate_loop(
     assert dossier["evaluation_set"]["sha256"] == registered["sha256"]
     assert dossier["passed"], json.dumps(dossier["criteria"])
 
-    assert stack.rt is not None
-    people = add_people(stack.rt.sessions, "e2e-officer")
-    decided = client.post(
-        f"/v1/approvals/{dossier['approval_request_id']}/decision",
-        json={
-            "decision": "approve",
-            "reason": "e2e: lenient protocol",
-            "password": people.password,
-        },
-        headers={"Authorization": f"Bearer {people.officer_key}"},
-    )
-    assert decided.status_code == 200, decided.text
-    client.post(
-        f"/v1/models/{name}/promotion", json={"version": 2, "reason": "e2e"}
-    ).raise_for_status()
-    for round_ in range(10):
-        state = promotion_state(client, name)
-        assert stack.worker is not None
-        if state is None or state["state"] != "in_progress" or not stack.worker.alive():
-            break
-        stream(
-            plan_stream(120),
-            base_url=stack.base_url,
-            api_key=stack.api_key,
-            seed=500 + round_,
-            event_prefix=f"promo{round_}",
-        )
-    state = promotion_state(client, name)
-    assert state is not None
-    assert state["state"] == "succeeded", state
-    return {"dossier": dossier, "routing": client.get(f"/v1/models/{name}/routing").json()}
+    approve(stack, client, dossier["approval_request_id"])
+    return {"dossier": dossier, "routing": promote(stack, client, name, 2)}

@@ -19,17 +19,21 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from pipelines.synth import DEFAULT_SITES
 from services.core.db import session_scope
 from services.core.models import PredictionEvent
+from services.demo.lifecycle import post_labels
 from services.demo.stream import plan_stream, stream
 from tests.e2e.harness import (
     Stack,
+    approve,
     cli,
     labelled_studies,
     make_stack,
+    promote,
     start_api_and_worker,
     start_triton,
 )
@@ -83,16 +87,23 @@ def test_a_probe_on_a_foundation_encoder_alerts_on_a_vendor_shift_at_that_site_o
         print(f"probe fit: {fitted['fit_seconds']:.3f} s")
         cli(stack.env, "deploy", "--model-name", PROBE, "--version", "1")
 
-        start_api_and_worker(stack, exits)
+        start_api_and_worker(stack, exits, queues="monitoring,training")
         plan = plan_stream(900)
+        truth: list[tuple[str, dict[str, int]]] = []
         sent = stream(
-            plan, base_url=stack.base_url, api_key=stack.api_key, seed=99, event_prefix="probe"
+            plan,
+            base_url=stack.base_url,
+            api_key=stack.api_key,
+            seed=99,
+            event_prefix="probe",
+            truth=truth,
         )
         assert sent == 900
         stack.wait_for_windows(sum(n // 50 for n in plan.per_site.values()))
         with stack.client() as client:
             alerts = client.get("/v1/alerts").json()
             models = client.get("/v1/models").json()
+            refit = _refit_after_the_alert(stack, client, truth)
         assert stack.rt is not None
         with session_scope(stack.rt.sessions) as session:
             events = session.query(PredictionEvent).limit(50).all()
@@ -115,5 +126,54 @@ def test_a_probe_on_a_foundation_encoder_alerts_on_a_vendor_shift_at_that_site_o
     ]
     assert scored == {frozenset(FINDINGS)}
     assert widths == {64 * 4}
+    assert refit["run"]["lineage"]["kind"] == "probe-refit"
+    assert refit["routing"]["champion_version"] == 2
     assert "version 2" in (listed[PROBE]["needs_revalidation"] or "")
     assert listed[ENCODER]["needs_revalidation"] is None
+
+
+#: The hospital's protocol in this test: the probe has an untrained encoder under it, so the
+#: criteria are lenient (the loop, not the numbers, is under test); a short rollout.
+LENIENT = {
+    "acceptance": {
+        "finding": "effusion",
+        "auroc_noninferiority_margin": 0.5,
+        "min_sensitivity": 0.0,
+        "max_subgroup_gap": {},
+        "max_ece": 1.0,
+        "robustness": {"perturbations": []},
+    },
+    "retraining": {"min_labelled_events": 200},
+    "rollout": {"shadow_studies": 40, "canary_share": 0.5, "canary_studies": 40},
+}
+
+
+def _refit_after_the_alert(
+    stack: Stack, client: httpx.Client, truth: list[tuple[str, dict[str, int]]]
+) -> dict[str, Any]:
+    """Late labels arrive; a retraining run refits the heads on the stored embeddings (the
+    training queue), the dossier is written, an officer approves, the saga promotes."""
+    client.put(f"/v1/models/{PROBE}/protocol", json=LENIENT).raise_for_status()
+    assert post_labels(client, truth) == len(truth) * len(truth[0][1])
+    started = client.post(f"/v1/models/{PROBE}/retraining", json={"reason": "e2e: refit"})
+    if started.status_code == 409:  # the beat sweep started one from the alert first
+        run_id = client.get("/v1/retraining", params={"model": PROBE}).json()[0]["id"]
+    else:
+        assert started.status_code == 202, started.text
+        run_id = started.json()["id"]
+    deadline = time.monotonic() + 300
+    run: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        run = client.get(f"/v1/retraining/{run_id}").json()
+        if run["state"] in ("succeeded", "failed"):
+            break
+        time.sleep(1.0)
+    assert run["state"] == "succeeded", run
+    request = next(
+        r
+        for r in client.get("/v1/approvals", params={"model": PROBE}).json()
+        if r["candidate_version"] == run["candidate_version"]
+    )
+    assert request["criteria_passed"], request
+    approve(stack, client, request["id"])
+    return {"run": run, "routing": promote(stack, client, PROBE, run["candidate_version"])}
