@@ -225,11 +225,18 @@ class Retraining(_Strict):
 
     kind: Literal["probe", "external", "none"] = "none"
     entry_point: str | None = None
+    #: The sequestered evaluation set an ``external`` run's candidate is judged on.
+    evaluation_set: str | None = Field(default=None, min_length=1, max_length=128)
 
     @model_validator(mode="after")
     def _entry_point(self) -> Retraining:
         if self.kind == "external" and not self.entry_point:
             raise ValueError("retraining.kind 'external' needs retraining.entry_point")
+        if self.kind == "external" and not self.evaluation_set:
+            raise ValueError(
+                "retraining.kind 'external' needs retraining.evaluation_set (the registered "
+                "evaluation set its candidates are judged on)"
+            )
         if self.kind != "external" and self.entry_point:
             raise ValueError(
                 f"retraining.entry_point is only for kind 'external', not {self.kind!r}"

@@ -19,7 +19,9 @@ TRIGGER_TASK = "lifecycle.retraining_triggers"
 def retrain(run_id: int) -> str:
     """Run a queued retraining run; returns its final state ("skipped" if it was not queued)."""
     rt = runtime.current()
-    run = flows.execute_run(rt.sessions, rt.registry, run_id, actor=actions.ACTOR_WORKER)
+    run = flows.execute_run(
+        rt.sessions, rt.registry, run_id, actor=actions.ACTOR_WORKER, runtime=rt
+    )
     return "skipped" if run is None else run.state
 
 

@@ -80,6 +80,10 @@ def test_a_3d_multichannel_input_with_declared_dynamic_depth_is_admitted() -> No
         ),
         ({"retraining": {"kind": "external"}}, "needs retraining.entry_point"),
         (
+            {"retraining": {"kind": "external", "entry_point": "./trainer"}},
+            "needs retraining.evaluation_set",
+        ),
+        (
             {
                 "outputs": [{"kind": "findings", "tensor": "p", "findings": [{"name": "a"}]}],
                 "retraining": {"kind": "probe"},

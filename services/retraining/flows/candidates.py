@@ -104,6 +104,8 @@ def evaluate_candidate(
     evaluation_set_version: int | None = None,
     requested_by: str,
     progress: Progress | None = None,
+    retraining_run_id: int | None = None,
+    conflicted: Sequence[str] = (),
 ) -> CandidateDossier:
     """Write the candidate's dossier on the evaluation set and open its approval request."""
     report = progress or (lambda stage, done, total: None)
@@ -220,11 +222,16 @@ def evaluate_candidate(
             "labelled studies that neither version was trained on"
         ),
         evaluation_source=source,
+        retraining_run_id=retraining_run_id,
     )
     document, html = dossiers.render(inputs)
     with session_scope(rt.sessions) as session:
         dossier = dossiers.store(
-            session, document=document, html=html, retraining_run_id=None, actor=requested_by
+            session,
+            document=document,
+            html=html,
+            retraining_run_id=retraining_run_id,
+            actor=requested_by,
         )
         request = approvals.open_request(
             session,
@@ -234,7 +241,7 @@ def evaluate_candidate(
             criteria_passed=dossier.passed,
             protocol=protocol,
             requested_by=requested_by,
-            conflicted=[requested_by],
+            conflicted=[requested_by, *conflicted],
         )
         return CandidateDossier(
             dossier_id=dossier.id,

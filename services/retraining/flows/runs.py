@@ -30,9 +30,11 @@ from services.core.db import session_scope
 from services.core.errors import RadwatchError, ValidationFailedError
 from services.core.models import RetrainingRun, RetrainingState
 from services.core.ports import ModelRegistry
+from services.core.runtime import Runtime
 from services.registry.service import RegisteredModel, record_registration
 from services.retraining import dossiers, repository
 from services.retraining import reference as reference_profile
+from services.retraining.flows.external import ExternalRun, run_external
 from services.retraining.flows.probes import ProbeRun, refit_probe
 from services.retraining.service import (
     _STAGES,
@@ -116,11 +118,14 @@ def execute_run(
     *,
     actor: str = actions.ACTOR_WORKER,
     progress: Progress | None = None,
+    runtime: Runtime | None = None,
 ) -> RetrainingRun | None:
     """Run a queued run end to end: train (:func:`pipelines.retrain.retrain`), log to MLflow
     with lineage, register the candidate and point ``candidate`` at it, build and store the
     dossier, open the approval request. Returns the finished run, or None when the run was not
     queued (a duplicate task message). Any failure marks the run failed with a short message.
+    A probe is refitted (:mod:`.probes`); a spec with ``external`` retraining runs its own
+    entry point (:mod:`.external`, which needs the worker's ``runtime`` for Triton).
     """
     with session_scope(sessions) as session:
         run = get(session, run_id, for_update=True)
@@ -130,7 +135,7 @@ def execute_run(
         mark_running(session, run, actor=actor)
     registered: int | None = None
     try:
-        registered = _execute(sessions, registry, run_id, actor, progress)
+        registered = _execute(sessions, registry, run_id, actor, progress, runtime)
     except Exception as exc:
         log.exception("retraining run %d failed", run_id)
         _fail(sessions, registry, run_id, exc, actor, registered)
@@ -164,6 +169,7 @@ def _execute(
     run_id: int,
     actor: str,
     progress: Progress | None,
+    runtime: Runtime | None = None,
 ) -> int:
     report = _ProgressWriter(sessions, run_id, progress)
     report("loading", 0, 1)
@@ -194,6 +200,21 @@ def _execute(
             model_name=model_name,
             alert_ids=lineage.get("trigger_alert_ids", []),
             trigger=trigger,
+        )
+    if champion_spec.retraining.kind == "external":
+        return run_external(
+            sessions,
+            runtime,
+            ExternalRun(
+                run_id=run_id,
+                actor=actor,
+                model_name=model_name,
+                parent=parent,
+                spec=champion_spec,
+                snapshot=snapshot,
+                requested_by=requested_by,
+            ),
+            report,
         )
     if champion_spec.runtime == "probe":
         return refit_probe(
@@ -355,10 +376,12 @@ def _execute(
 
 def _champion_spec(registry: ModelRegistry, model_name: str, version: int) -> ModelSpec:
     spec = registry.load_spec(model_name, version)
-    if spec.findings is None or spec.retraining.kind != "probe":
+    if spec.findings is None or spec.retraining.kind == "none":
         raise ValidationFailedError(
-            f"'{model_name}' version {version} declares retraining '{spec.retraining.kind}'; "
-            "radwatch retrains only models whose spec says 'probe' and that have findings."
+            f"'{model_name}' version {version} declares retraining '{spec.retraining.kind}'"
+            + ("" if spec.findings else " and has no findings")
+            + "; radwatch retrains models whose spec says 'probe' or 'external'. Register a "
+            "candidate with `radwatch models import` and `radwatch candidates evaluate`."
         )
     return spec
 
