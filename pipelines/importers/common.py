@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipelines.errors import PipelineError
+from pipelines.export_triton import file_digest
 from pipelines.spec import EmbeddingOutput, FindingsOutput, ModelSpec, Output
 
 SourceFormat = Literal["onnx", "torch-export", "monai-bundle"]
@@ -35,8 +36,6 @@ ARTIFACT_NAMES: Mapping[str, str] = {"onnx": "model.onnx", "torch-export": "mode
 #: Batch sizes of the zero-batch forward passes: 2 catches batch sizes baked into a graph traced
 #: at 1 (reshape constants), 1 catches graphs that specialised on the example batch of 2.
 PROBE_BATCHES: tuple[int, ...] = (2, 1)
-
-_CHUNK = 1 << 20
 
 
 class ImportRefusedError(PipelineError):
@@ -63,14 +62,6 @@ class ImportedModel:
     source: Path
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def tree_sha256(root: Path) -> str:
     """A hash of a directory tree that does not depend on file order, times or the root's name.
 
@@ -82,7 +73,7 @@ def tree_sha256(root: Path) -> str:
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(b"\0")
-        digest.update(sha256_file(path).encode())
+        digest.update(file_digest(path).encode())
         digest.update(b"\n")
     return digest.hexdigest()
 

@@ -39,6 +39,7 @@ import torch
 from monai.bundle.config_parser import ConfigParser
 from torch import nn
 
+from pipelines.export_triton import file_digest
 from pipelines.importers import torch_export
 from pipelines.importers.common import (
     ImportedModel,
@@ -48,7 +49,6 @@ from pipelines.importers.common import (
     check_runtime,
     example_shape,
     publish,
-    sha256_file,
     tree_sha256,
 )
 from pipelines.importers.monai_transforms import (
@@ -315,7 +315,7 @@ def import_bundle(source: Path, spec: ModelSpec | None, workdir: Path) -> Import
     """Validate a bundle, derive (or check) its spec, export ``model.pt2`` into ``workdir``."""
     if spec is not None:
         check_runtime(spec, torch_export.RUNTIME, "a MONAI bundle (exported with torch.export)")
-    digest = tree_sha256(source) if source.is_dir() else sha256_file(source)
+    digest = tree_sha256(source) if source.is_dir() else file_digest(source)
     with open_bundle(source) as root, tempfile.TemporaryDirectory(prefix="radwatch-") as tmp:
         metadata = read_metadata(root)
         parser = read_parser(root, metadata)

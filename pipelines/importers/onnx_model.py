@@ -26,6 +26,7 @@ import onnx
 import onnxruntime as ort
 from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
+from pipelines.export_triton import file_digest
 from pipelines.importers.common import (
     ARTIFACT_NAMES,
     PROBE_BATCHES,
@@ -39,7 +40,6 @@ from pipelines.importers.common import (
     example_shape,
     publish,
     require_spec,
-    sha256_file,
     shape_text,
     spec_shape_text,
     zero_batch,
@@ -217,10 +217,10 @@ def _probe(session: ort.InferenceSession, spec: ModelSpec) -> None:
 def _source_sha256(source: Path, data_files: list[Path]) -> str:
     """The .onnx file's hash; with external data, a hash over it and its data files."""
     if not data_files:
-        return sha256_file(source)
+        return file_digest(source)
     digest = hashlib.sha256()
     for path in [source, *data_files]:
-        digest.update(f"{path.name}\0{sha256_file(path)}\n".encode())
+        digest.update(f"{path.name}\0{file_digest(path)}\n".encode())
     return digest.hexdigest()
 
 

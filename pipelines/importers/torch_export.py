@@ -23,6 +23,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from pipelines.export_triton import file_digest
 from pipelines.importers.common import (
     ARTIFACT_NAMES,
     PROBE_BATCHES,
@@ -35,7 +36,6 @@ from pipelines.importers.common import (
     example_shape,
     publish,
     require_spec,
-    sha256_file,
     shape_text,
     spec_shape_text,
     zero_batch,
@@ -246,7 +246,7 @@ def import_torch_export(source: Path, spec: ModelSpec | None, workdir: Path) -> 
     _check_signature(program, spec)
     module = program.module()
     probe(module, spec, "the program")
-    digest = sha256_file(source)
+    digest = file_digest(source)
     with tempfile.TemporaryDirectory(prefix="radwatch-import-") as tmp:
         staged = source
         if not _returns_spec_tuple(program, spec):

@@ -35,6 +35,12 @@ def fail(exc: RadwatchError) -> NoReturn:
     raise typer.Exit(2 if exc.status_code < 500 else 1)
 
 
+def fail_message(message: str) -> NoReturn:
+    """End the command on input the user can fix, before any domain error exists: exit 2."""
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
 @contextmanager
 def runtime() -> Iterator[Runtime]:
     """The runtime of the RADWATCH_* settings, closed when the command ends."""

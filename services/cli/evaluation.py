@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from services.cli.common import actor, err, fail, runtime
+from services.cli.common import actor, fail, fail_message, runtime
 from services.core.errors import RadwatchError
 
 evaluation_sets_app = typer.Typer(
@@ -28,11 +28,6 @@ candidates_app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-def _missing(path: Path) -> NoReturn:
-    err.print(f"[red]error:[/red] {path} does not exist.")
-    raise typer.Exit(2)
 
 
 @evaluation_sets_app.command("register")
@@ -50,7 +45,7 @@ def register(
 
     for path in (studies, labels):
         if not path.exists():
-            _missing(path)
+            fail_message(f"{path} does not exist.")
     with runtime() as rt:
         try:
             with session_scope(rt.sessions) as session:

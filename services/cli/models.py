@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from services.cli.common import actor, fail, runtime
+from services.cli.common import actor, fail, fail_message, runtime
 from services.core.errors import RadwatchError
 
 if TYPE_CHECKING:
@@ -65,11 +65,11 @@ def import_(
     from services.registry.imports import import_version
 
     if not source.exists():
-        fail_line(f"{source} does not exist; give the path of the model file or bundle.")
+        fail_message(f"{source} does not exist; give the path of the model file or bundle.")
     try:
         spec = load_spec_file(spec_file) if spec_file is not None else None
     except SpecError as exc:
-        fail_line(f"{spec_file}: {exc}")
+        fail_message(f"{spec_file}: {exc}")
     with runtime() as rt:
         try:
             with session_scope(rt.sessions) as session:
@@ -96,13 +96,6 @@ def import_(
         )
         for probe in done.flagged_probes:
             typer.echo(f"flagged probe {probe} for revalidation: it reads an older version")
-
-
-def fail_line(message: str) -> NoReturn:
-    from services.cli.common import err
-
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
 
 
 @app.command("list")
@@ -168,7 +161,9 @@ def show(
             if version is None:
                 versions = rt.registry.list_versions(name)
                 if not versions:
-                    fail_line(f"'{name}' has no versions; import one with `radwatch models import`")
+                    fail_message(
+                        f"'{name}' has no versions; import one with `radwatch models import`"
+                    )
                 version = versions[-1].version
             v = version
             info = rt.registry.get_version(name, v)
@@ -216,7 +211,7 @@ def reference_build(
 
     for path in (studies, labels):
         if path is not None and not path.exists():
-            fail_line(f"{path} does not exist.")
+            fail_message(f"{path} does not exist.")
     with runtime() as rt, stage_progress() as progress:
         try:
             summary = build_reference(

@@ -16,8 +16,7 @@ from typing import Annotated
 
 import typer
 
-from services.cli.common import actor, fail, runtime
-from services.cli.models import fail_line
+from services.cli.common import actor, fail, fail_message, runtime
 from services.core.errors import RadwatchError
 
 app = typer.Typer(
@@ -49,7 +48,7 @@ def fit(
 
     for path in (studies, labels):
         if not path.exists():
-            fail_line(f"{path} does not exist.")
+            fail_message(f"{path} does not exist.")
     with runtime() as rt, stage_progress(disable=as_json) as progress:
         try:
             with session_scope(rt.sessions) as session:

@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from pipelines.export_triton import file_digest
 from pipelines.importers import ImportedModel, import_model
-from pipelines.importers.common import sha256_file
 from pipelines.spec import ModelSpec
 from services.audit import actions
 from services.audit import service as audit
@@ -123,7 +123,7 @@ def import_version(
                 "radwatch.kind": "import",
                 "radwatch.source_sha256": imported.source_sha256,
                 "radwatch.spec_sha256": imported.spec.sha256(),
-                SERVING_SHA256_TAG: sha256_file(imported.artifact),
+                SERVING_SHA256_TAG: file_digest(imported.artifact),
             },
         )
     version = registry.register(

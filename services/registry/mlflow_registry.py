@@ -451,13 +451,13 @@ class MlflowRegistry:
     def serving_sha256(self, name: str, version: int) -> str:
         """The hash recorded at import (run tag :data:`SERVING_SHA256_TAG`); versions imported
         before the tag existed are downloaded and hashed."""
-        from pipelines.importers.common import sha256_file
+        from pipelines.export_triton import file_digest
 
         recorded = self.run_tags(self.get_version(name, version).run_id).get(SERVING_SHA256_TAG)
         if recorded:
             return recorded
         with tempfile.TemporaryDirectory(prefix="radwatch-dl-") as tmp:
-            return sha256_file(self.download_serving_artifact(name, version, Path(tmp)))
+            return file_digest(self.download_serving_artifact(name, version, Path(tmp)))
 
     def log_reference_profile(self, name: str, version: int, profile: ReferenceProfile) -> None:
         """Store (or replace) the version's reference profile."""

@@ -16,7 +16,6 @@ newest version clears the flag.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy.orm import Session
 
 from pipelines import probes
+from pipelines.export_triton import file_digest
 from pipelines.spec import ModelSpec
 from services.audit import actions
 from services.audit import service as audit
@@ -51,10 +51,6 @@ class RegisteredProbe:
     run_id: str
     spec: ModelSpec
     cleared: str | None
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def card_markdown(name: str, spec: ModelSpec, counts: Mapping[str, tuple[int, int]]) -> str:
@@ -108,7 +104,7 @@ def register_probe(
     }
     with tempfile.TemporaryDirectory(prefix="radwatch-probe-") as tmp:
         artifact = probes.save(probe, Path(tmp) / PROBE_ARTIFACT)
-        artifact_sha = _sha256(artifact)
+        artifact_sha = file_digest(artifact)
         run_id = registry.log_import(
             experiment=name,
             run_name=f"probe-{name}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import tempfile
 from collections.abc import Callable
@@ -41,16 +40,19 @@ def champion(session: Session, model_name: str) -> Deployment:
     return deployment
 
 
-@functools.lru_cache(maxsize=64)
-def _parsed(text: str) -> ModelSpec:
-    return parse_spec(text)
+#: Parsed specs by sha256: the gateway asks for a deployment's spec on every request.
+_SPECS: dict[str, ModelSpec] = {}
 
 
 def spec_of(deployment: Deployment) -> ModelSpec:
-    """The spec a deployment serves (the built-in model's for rows made before specs)."""
-    if deployment.spec is None:
+    """The spec a deployment serves (the built-in model's for rows made before specs), parsed
+    once per process per spec digest."""
+    if deployment.spec is None or deployment.spec_sha256 is None:
         return builtin_spec()
-    return _parsed(json.dumps(deployment.spec, sort_keys=True))
+    spec = _SPECS.get(deployment.spec_sha256)
+    if spec is None:
+        spec = _SPECS[deployment.spec_sha256] = parse_spec(json.dumps(deployment.spec))
+    return spec
 
 
 def _set_spec(deployment: Deployment, spec: ModelSpec | None) -> None:

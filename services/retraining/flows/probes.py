@@ -37,9 +37,7 @@ from services.retraining.service import (
     mark_succeeded,
     record_candidate,
 )
-
-#: Penalty of the refitted heads (the value `radwatch probes fit` uses).
-L2 = 1e-3
+from services.serving.probes import L2
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import pytest
 import torch
 from monai.bundle.config_parser import ConfigParser
 
+from pipelines.export_triton import file_digest
 from pipelines.importers import import_model
-from pipelines.importers.common import sha256_file
 from pipelines.spec import parse_spec
 from tests.fixtures import foreign_models as fm
 
@@ -66,7 +66,7 @@ def test_zipped_bundle_and_tree_hash(tmp_path: Path, reproduces: Reproduces) -> 
     zipped = fm.build_monai_bundle(tmp_path / "src", as_zip=True)
     imported = import_model(zipped.path, None, tmp_path / "work")
 
-    assert imported.source_sha256 == sha256_file(zipped.path)
+    assert imported.source_sha256 == file_digest(zipped.path)
     reproduces(imported)
     # a folder hashes by content and relative paths, not by where it lives
     folder = tmp_path / "src" / "cxr_densenet"

@@ -10,8 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from pipelines.export_triton import file_digest
 from pipelines.importers import import_model
-from pipelines.importers.common import sha256_file
 from pipelines.spec import parse_spec
 from tests.fixtures import foreign_models as fm
 
@@ -38,8 +38,8 @@ def test_classifier_is_served_as_its_own_runtime_runs_it(
     assert imported.artifact == tmp_path / "model.onnx"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
     assert imported.source_format == "onnx"
-    assert imported.source_sha256 == sha256_file(onnx_classifier.path)
-    assert sha256_file(imported.artifact) == imported.source_sha256  # inline weights: verbatim
+    assert imported.source_sha256 == file_digest(onnx_classifier.path)
+    assert file_digest(imported.artifact) == imported.source_sha256  # inline weights: verbatim
     assert imported.spec == parse_spec(onnx_classifier.spec)
     assert imported.card["findings"] == list(fm.CLASSIFIER_FINDINGS)
     assert imported.card["input"]["shape"] == list(fm.CLASSIFIER_SHAPE)

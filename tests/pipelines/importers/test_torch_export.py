@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
+from pipelines.export_triton import file_digest
 from pipelines.importers import import_model
-from pipelines.importers.common import sha256_file
 from pipelines.spec import parse_spec
 from tests.fixtures import foreign_models as fm
 
@@ -39,7 +39,7 @@ def test_tuple_archive_is_served_verbatim(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt2"]
     assert imported.source_format == "torch-export"
     assert (
-        sha256_file(imported.artifact) == imported.source_sha256 == sha256_file(pt2_classifier.path)
+        file_digest(imported.artifact) == imported.source_sha256 == file_digest(pt2_classifier.path)
     )
     assert imported.card["findings"] == list(fm.CLASSIFIER_FINDINGS)
     reproduces(imported)
@@ -54,7 +54,7 @@ def test_dict_archive_is_re_exported_as_a_spec_ordered_tuple(
     imported = import_model(model.path, parse_spec(model.spec), tmp_path / "work")
 
     assert _out_spec_type(imported.artifact) is tuple
-    assert sha256_file(imported.artifact) != imported.source_sha256
+    assert file_digest(imported.artifact) != imported.source_sha256
     reproduces(imported)
     # the re-exported batch range is the spec's, 1..max_batch_size
     module = torch.export.load(str(imported.artifact)).module()
@@ -213,7 +213,7 @@ def test_declared_dynamic_spatial_dims_within_the_programs_range(
     model = fm.build_pt2_classifier(tmp_path / "src", dynamic_hw=True)
     imported = import_model(model.path, _dynamic_hw_spec(model.spec, 512), tmp_path / "work")
 
-    assert sha256_file(imported.artifact) == imported.source_sha256
+    assert file_digest(imported.artifact) == imported.source_sha256
     assert imported.spec.input is not None
     assert imported.spec.input.shape == (3, "height", "width")
     reproduces(imported, shape=[3, 128, 192])
