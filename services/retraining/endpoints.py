@@ -23,6 +23,7 @@ from services.retraining import dossiers
 from services.retraining import service as retraining
 from services.retraining.schemas import (
     MAX_ID,
+    CandidateEvaluationIn,
     DossierOut,
     RetrainingRequestIn,
     RetrainingRunOut,
@@ -84,6 +85,60 @@ def start_run(
         requested_by=principal.name,
         reason=body.reason,
         options=retraining.RunOptions(epochs=body.epochs, seed=body.seed),
+    )
+    retraining.enqueue_after_commit(
+        session,
+        enqueuer=state.enqueuer,
+        queue=state.settings.training_queue,
+        run_ids=[run.id],
+    )
+    return _out(session, run)
+
+
+_EVALUATE: Responses = {
+    404: {
+        "model": ErrorBody,
+        "description": "No deployed champion, no such version, or no such evaluation set.",
+    },
+    409: {
+        "model": ErrorBody,
+        "description": "The version is the champion, or a run of this model is in flight.",
+    },
+    **COMMON_RESPONSES,
+}
+
+
+@router.post(
+    "/v1/models/{name}/candidates",
+    response_model=RetrainingRunOut,
+    status_code=202,
+    summary="Queue the judgement of a registered candidate on an evaluation set (MLOps engineer)",
+    description=(
+        "For candidates radwatch did not train (an imported version; retraining `none`). 202 "
+        "with a queued run whose `lineage.kind` is `candidate-evaluation`: a `training` worker "
+        "scores the champion and the candidate through Triton on the evaluation set (its "
+        "version pinned now), writes the dossier and opens the approval request. Watch it with "
+        "`GET /v1/retraining/{id}`; `dossier_id` is set when it succeeds. The CLI's "
+        "`radwatch candidates evaluate` does the same in-process."
+    ),
+    responses=_EVALUATE,
+)
+def evaluate_candidate(
+    name: ModelName,
+    body: CandidateEvaluationIn,
+    principal: Engineer,
+    session: SessionDep,
+    state: StateDep,
+) -> RetrainingRunOut:
+    run = retraining.request_evaluation(
+        session,
+        state.registry,
+        model_name=name,
+        candidate_version=body.version,
+        evaluation_set=body.evaluation_set,
+        evaluation_set_version=body.evaluation_set_version,
+        requested_by=principal.name,
+        reason=body.reason,
     )
     retraining.enqueue_after_commit(
         session,

@@ -25,6 +25,28 @@ class RetrainingRequestIn(BaseModel):
     seed: int | None = Field(None, ge=0, lt=2**31, description="Seed of the whole run.")
 
 
+class CandidateEvaluationIn(BaseModel):
+    """Judge a registered candidate (an imported version) against the champion on a sequestered
+    evaluation set, through Triton, on a training worker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="The candidate's registered version.")
+    evaluation_set: str = Field(
+        min_length=1,
+        max_length=128,
+        description="A set registered with `evaluation-sets register`.",
+    )
+    evaluation_set_version: int | None = Field(
+        None, ge=1, description="Default: the set's newest version, pinned when the run is queued."
+    )
+    reason: str = Field(
+        min_length=3,
+        max_length=2000,
+        description="Why this candidate should be judged (audited; write no patient identifiers).",
+    )
+
+
 class RetrainingRunOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

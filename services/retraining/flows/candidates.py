@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy.orm import Session, sessionmaker
 
 from pipelines.dicom import DicomImage, pixel_options, site_slug
 from pipelines.dossier import DossierInputs, EvaluationSet
@@ -34,7 +35,7 @@ from services.core.runtime import Runtime
 from services.monitoring.kinds import age_band
 from services.registry.evaluation_sets import LABELS, load_manifest
 from services.retraining import dossiers
-from services.retraining.service import Progress
+from services.retraining.service import Progress, get, mark_succeeded
 from services.serving import service as serving
 
 
@@ -250,3 +251,41 @@ def evaluate_candidate(
             criteria={c["name"]: bool(c["passed"]) for c in document["criteria"]},
             evaluation_set=source,
         )
+
+
+def evaluate_run(
+    sessions: sessionmaker[Session],
+    rt: Runtime | None,
+    run_id: int,
+    actor: str,
+    report: Progress,
+) -> int:
+    """Execute a queued :data:`~services.retraining.service.EVALUATION_KIND` run on a training
+    worker: the candidate it names, judged on the evaluation set version it pinned; the
+    candidate's version."""
+    if rt is None:
+        raise ValidationFailedError(
+            "A candidate is judged on a training worker (through Triton); queue it with "
+            "POST /v1/models/{model}/candidates."
+        )
+    with session_scope(sessions) as session:
+        run = get(session, run_id)
+        assert run.candidate_version is not None
+        name, version, params = run.model_name, run.candidate_version, dict(run.params)
+        requested_by = run.requested_by
+    report("evaluating", 0, 1)
+    done = evaluate_candidate(
+        rt,
+        model_name=name,
+        candidate_version=version,
+        evaluation_set=str(params["evaluation_set"]),
+        evaluation_set_version=int(params["evaluation_set_version"]),
+        requested_by=requested_by,
+        retraining_run_id=run_id,
+        conflicted=[actor],
+    )
+    report("evaluating", 1, 1)
+    with session_scope(sessions) as session:
+        run = get(session, run_id, for_update=True)
+        mark_succeeded(session, run, actor=actor, dossier_id=done.dossier_id, passed=done.passed)
+    return version

@@ -34,11 +34,13 @@ from services.core.runtime import Runtime
 from services.registry.service import RegisteredModel, record_registration
 from services.retraining import dossiers, repository
 from services.retraining import reference as reference_profile
+from services.retraining.flows.candidates import evaluate_run
 from services.retraining.flows.external import ExternalRun, run_external
 from services.retraining.flows.probes import ProbeRun, refit_probe
 from services.retraining.service import (
     _STAGES,
     CANDIDATE_ALIAS,
+    EVALUATION_KIND,
     Progress,
     get,
     mark_failed,
@@ -173,6 +175,11 @@ def _execute(
 ) -> int:
     report = _ProgressWriter(sessions, run_id, progress)
     report("loading", 0, 1)
+    with session_scope(sessions) as session:
+        run = get(session, run_id)
+        judged_only = run.lineage.get("kind") == EVALUATION_KIND
+    if judged_only:
+        return evaluate_run(sessions, runtime, run_id, actor, report)
     with session_scope(sessions) as session:
         run = get(session, run_id)
         champion_spec = _champion_spec(registry, run.model_name, run.parent_version)

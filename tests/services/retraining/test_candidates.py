@@ -14,18 +14,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 
 from pipelines.dicom import read_dicom, write_dicom
 from pipelines.preprocess import prepare
 from pipelines.spec import parse_spec
 from pipelines.synth import DEFAULT_SITES, RadiographGenerator
+from services.api.app import create_app
+from services.auth.service import create_key
 from services.core.db import session_scope
-from services.core.errors import ConflictError, UnknownModelError, ValidationFailedError
-from services.core.models import ApprovalRequest, ApprovalState, Dossier
+from services.core.errors import (
+    ConflictError,
+    NotFoundError,
+    UnknownModelError,
+    ValidationFailedError,
+)
+from services.core.models import ApprovalRequest, ApprovalState, Dossier, Role
 from services.core.runtime import Runtime
 from services.core.settings import Settings
 from services.registry.evaluation_sets import register
 from services.registry.imports import import_version
+from services.retraining import service as retraining
+from services.retraining.flows import execute_run
 from services.retraining.flows.candidates import evaluate_candidate
 from services.serving.server import TritonServerProcess
 from services.serving.service import deploy_champion, make_ready
@@ -148,3 +158,141 @@ def test_refusals_name_what_to_fix(stack: Runtime, tmp_path: Path) -> None:
     (folder / "junk.dcm").write_bytes(b"not dicom")
     with pytest.raises(ValidationFailedError, match="not radiographs radwatch reads"):
         register(rt.registry, name="few", studies=folder, labels_csv=labels)
+
+
+def test_a_queued_evaluation_run_pins_the_set_and_writes_the_dossier_on_the_worker(
+    stack: Runtime, tmp_path: Path
+) -> None:
+    """``POST /v1/models/{name}/candidates``'s service and flow: the run is queued like a
+    retraining run (it survives a lost message), executed by the training worker's flow."""
+    rt = stack
+    studies, labels = _evaluation_studies(tmp_path / "eval")
+    first = register(rt.registry, name="cxr-eval", studies=studies, labels_csv=labels)
+    with session_scope(rt.sessions) as session:
+        run = retraining.request_evaluation(
+            session, rt.registry, model_name=NAME, candidate_version=2,
+            evaluation_set="cxr-eval", evaluation_set_version=None, requested_by="eng",
+            reason="vendor release 2",
+        )  # fmt: skip
+        run_id = run.id
+    # A newer set registered after the request does not change what the run judges on.
+    register(rt.registry, name="cxr-eval", studies=studies, labels_csv=labels)
+    with session_scope(rt.sessions) as session, pytest.raises(ConflictError, match="already"):
+        retraining.request_evaluation(
+            session, rt.registry, model_name=NAME, candidate_version=2,
+            evaluation_set="cxr-eval", evaluation_set_version=None, requested_by="eng",
+            reason="again",
+        )  # fmt: skip
+
+    done = execute_run(rt.sessions, rt.registry, run_id, runtime=rt)
+    assert done is not None
+    assert done.state == "succeeded", done.message
+    assert done.candidate_version == 2
+    assert done.lineage["kind"] == retraining.EVALUATION_KIND
+    with session_scope(rt.sessions) as session:
+        dossier = retraining.dossier_of(session, run_id)
+        assert dossier is not None
+        source = dossier.document["sections"]["data"]["source"]
+        request = session.query(ApprovalRequest).filter_by(dossier_id=dossier.id).one()
+    assert (source["evaluation_set"], source["version"]) == ("cxr-eval", first.version)
+    assert request.candidate_version == 2
+    assert request.state == ApprovalState.PENDING
+    # A duplicate task message finds the run finished and does nothing.
+    assert execute_run(rt.sessions, rt.registry, run_id, runtime=rt) is None
+
+
+@pytest.mark.parametrize(
+    ("version", "evaluation_set", "set_version", "error", "message"),
+    [
+        (1, "cxr-eval", None, ConflictError, "is the champion"),
+        (9, "cxr-eval", None, UnknownModelError, "9"),
+        (2, "nope", None, NotFoundError, "No evaluation set 'nope'; register one"),
+        (2, "cxr-eval", 5, NotFoundError, "version 5 \\(it has 1\\)"),
+    ],
+)
+def test_evaluation_requests_are_refused_with_what_to_fix(
+    stack: Runtime,
+    tmp_path: Path,
+    version: int,
+    evaluation_set: str,
+    set_version: int | None,
+    error: type[Exception],
+    message: str,
+) -> None:
+    rt = stack
+    studies, labels = _evaluation_studies(tmp_path / "eval")
+    register(rt.registry, name="cxr-eval", studies=studies, labels_csv=labels)
+    with session_scope(rt.sessions) as session, pytest.raises(error, match=message):
+        retraining.request_evaluation(
+            session, rt.registry, model_name=NAME, candidate_version=version,
+            evaluation_set=evaluation_set, evaluation_set_version=set_version,
+            requested_by="eng", reason="vendor release",
+        )  # fmt: skip
+
+
+def test_a_model_that_declares_retraining_none_is_never_queued_for_training(
+    stack: Runtime, tmp_path: Path
+) -> None:
+    rt = stack
+    model = build_onnx_classifier(tmp_path / "none", seed=3)
+    spec = parse_spec({**model.spec, "retraining": {"kind": "none"}})
+    imported = import_version(rt.registry, name="vendor-none", source=model.path, spec=spec)
+    with session_scope(rt.sessions) as session:
+        deploy_champion(
+            session, model_name="vendor-none", model_version=1, mlflow_run_id=imported.run_id,
+            triton_model="vendor-none", spec=spec,
+        )  # fmt: skip
+    with (
+        session_scope(rt.sessions) as session,
+        pytest.raises(
+            ValidationFailedError, match=r"declares retraining 'none'.*POST /v1/models/vendor-none/"
+        ),
+    ):
+        retraining.request_run(
+            session, model_name="vendor-none", trigger="manual", requested_by="eng",
+            reason="retrain it",
+        )  # fmt: skip
+
+
+def test_the_candidates_endpoint_queues_a_run_and_answers_4xx_with_what_to_fix(
+    stack: Runtime, tmp_path: Path
+) -> None:
+    rt = stack
+    studies, labels = _evaluation_studies(tmp_path / "eval")
+    register(rt.registry, name="cxr-eval", studies=studies, labels_csv=labels)
+    with session_scope(rt.sessions) as session:
+        engineer = create_key(session, name="eng", role=Role.MLOPS_ENGINEER)
+        officer = create_key(session, name="cso", role=Role.CLINICAL_SAFETY_OFFICER)
+    url = f"/v1/models/{NAME}/candidates"
+    body = {"version": 2, "evaluation_set": "cxr-eval", "reason": "vendor release 2"}
+    with TestClient(create_app(rt.settings)) as api:
+        api.headers["Authorization"] = f"Bearer {officer}"
+        assert api.post(url, json=body).status_code == 403
+        api.headers["Authorization"] = f"Bearer {engineer}"
+        answers = {
+            "unknown set": api.post(url, json={**body, "evaluation_set": "nope"}),
+            "champion": api.post(url, json={**body, "version": 1}),
+            "extra field": api.post(url, json={**body, "epochs": 3}),
+            "unknown model": api.post("/v1/models/nobody/candidates", json=body),
+        }
+        queued = api.post(url, json=body)
+        again = api.post(url, json=body)
+    codes = {k: (r.status_code, r.json()["error"]["message"]) for k, r in answers.items()}
+    print(json.dumps(codes, indent=2))
+    assert {k: c for k, (c, _) in codes.items()} == {
+        "unknown set": 404,
+        "champion": 409,
+        "extra field": 422,
+        "unknown model": 404,
+    }
+    assert "register one with `radwatch evaluation-sets register`" in codes["unknown set"][1]
+    assert queued.status_code == 202, queued.text
+    run = queued.json()
+    assert (run["state"], run["candidate_version"], run["lineage"]["kind"]) == (
+        "queued",
+        2,
+        "candidate-evaluation",
+    )
+    assert run["params"]["evaluation_set_version"] == 1
+    assert again.status_code == 409
+    assert f"Run {run['id']}" in again.json()["error"]["message"]

@@ -7,7 +7,6 @@ request."""
 from __future__ import annotations
 
 import json
-import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,42 +29,8 @@ from services.retraining.flows import execute_run
 from services.serving.server import TritonServerProcess
 from services.wiring import build_runtime
 from tests.e2e.harness import labelled_studies
-from tests.fixtures.foreign_models import build_onnx_classifier
+from tests.fixtures.foreign_models import build_onnx_classifier, vendor_trainer_project
 from tests.fixtures.triton import ExportedModelRepo
-
-
-def _project(folder: Path, model: Path, seen: Path) -> Path:
-    """An MLflow Project standing in for a vendor's trainer: it reads the snapshot (and says
-    what it saw) and writes its next model into the output folder."""
-    folder.mkdir(parents=True)
-    (folder / "MLproject").write_text(
-        textwrap.dedent(
-            """\
-            name: vendor-trainer
-            entry_points:
-              main:
-                parameters:
-                  data: string
-                  output: string
-                command: "python train.py {data} {output}"
-            """
-        )
-    )
-    (folder / "train.py").write_text(
-        textwrap.dedent(
-            f"""\
-            import json, shutil, sys
-            from urllib.parse import urlparse
-            import pandas as pd
-            data, output = sys.argv[1], sys.argv[2]
-            table = pd.read_parquet(urlparse(data).path)
-            with open({str(seen)!r}, "w") as fh:
-                json.dump({{"rows": len(table), "columns": sorted(table.columns)}}, fh)
-            shutil.copy({str(model)!r}, output + "/model.onnx")
-            """
-        )
-    )
-    return folder
 
 
 def test_an_external_run_imports_what_the_entry_point_trained(
@@ -79,7 +44,7 @@ def test_an_external_run_imports_what_the_entry_point_trained(
     champion = build_onnx_classifier(tmp_path / "v1", seed=1)
     trained = build_onnx_classifier(tmp_path / "v2", seed=2)
     seen_path = tmp_path / "seen.json"
-    project = _project(tmp_path / "trainer", trained.path, seen_path)
+    project = vendor_trainer_project(tmp_path / "trainer", trained.path, seen_path)
     spec = parse_spec(
         {
             **champion.spec,
