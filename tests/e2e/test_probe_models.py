@@ -4,11 +4,13 @@ uvicorn process, a Celery worker with beat, and the ``radwatch`` CLI as a subpro
 
 The encoder (an ONNX ``TinyEncoder``: pixels in, a 64-d embedding out, no findings) is imported;
 ``radwatch probes fit`` runs labelled DICOM studies from three sites through it on Triton, fits
-one head per finding and registers the probe with its reference profile. The encoder itself is
-never deployed: deploying the probe makes the encoder version ready. DICOM predictions then
-stream from three sites, one of which switches scanner vendor halfway, and the drift monitor
-must alert on that site only. Last, importing a second encoder version flags the probe for
-revalidation, which ``radwatch models list`` shows.
+one head per finding and registers the probe with its reference profile; a second probe (two
+other heads, another name) is fitted on the same encoder version. The encoder itself is never
+deployed: deploying a probe makes the encoder version ready, and both probes share it. DICOM
+predictions then stream from three sites, one of which switches scanner vendor halfway, and the
+drift monitor must alert on that site only; late labels arrive and a ``probe`` retraining run
+refits the heads on the stored embeddings, which is signed off and promoted. Last, importing a
+second encoder version flags both probes for revalidation, which ``radwatch models list`` shows.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 
-from pipelines.synth import DEFAULT_SITES
+from pipelines.dicom import study_to_bytes
+from pipelines.synth import DEFAULT_SITES, RadiographGenerator
 from services.core.db import session_scope
 from services.core.models import PredictionEvent
 from services.demo.lifecycle import post_labels
@@ -45,6 +49,9 @@ PER_SITE = 80
 FINDINGS = ("effusion", "nodule", "cardiomegaly", "pneumothorax")
 ENCODER = "foundation-encoder"
 PROBE = "foundation-probes"
+#: The second probe on the same encoder: other heads, its own name and versions.
+TRIAGE = "foundation-triage"
+TRIAGE_FINDINGS = ("pneumothorax", "cardiomegaly")
 
 
 def _import_encoder(stack: Stack, folder: Path, seed: int) -> Any:
@@ -85,7 +92,15 @@ def test_a_probe_on_a_foundation_encoder_alerts_on_a_vendor_shift_at_that_site_o
         assert fitted["sites"] == {s.name: PER_SITE for s in DEFAULT_SITES}
         assert tuple(fitted["findings"]) == FINDINGS
         print(f"probe fit: {fitted['fit_seconds']:.3f} s")
-        cli(stack.env, "deploy", "--model-name", PROBE, "--version", "1")
+        triage_labels = tmp_path / "triage-labels.csv"
+        pd.read_csv(labels)[["study_id", *TRIAGE_FINDINGS]].to_csv(triage_labels, index=False)
+        triage = cli(
+            stack.env, "probes", "fit", "--encoder", ENCODER, "--encoder-version", "1", "--name",
+            TRIAGE, "--studies", str(table), "--labels", str(triage_labels), "--json",
+        )  # fmt: skip
+        assert (triage["version"], tuple(triage["findings"])) == (1, TRIAGE_FINDINGS)
+        for probe in (PROBE, TRIAGE):
+            cli(stack.env, "deploy", "--model-name", probe, "--version", "1")
 
         start_api_and_worker(stack, exits, queues="monitoring,training")
         plan = plan_stream(900)
@@ -103,6 +118,7 @@ def test_a_probe_on_a_foundation_encoder_alerts_on_a_vendor_shift_at_that_site_o
         with stack.client() as client:
             alerts = client.get("/v1/alerts").json()
             models = client.get("/v1/models").json()
+            triaged = _predict(client, TRIAGE, n=12)
             refit = _refit_after_the_alert(stack, client, truth)
         assert stack.rt is not None
         with session_scope(stack.rt.sessions) as session:
@@ -112,7 +128,7 @@ def test_a_probe_on_a_foundation_encoder_alerts_on_a_vendor_shift_at_that_site_o
 
         # A second encoder version flags the probe, which keeps serving its pinned version.
         second = _import_encoder(stack, tmp_path / "encoder-v2", seed=6)
-        assert (second["version"], second["flagged_probes"]) == (2, [PROBE])
+        assert (second["version"], sorted(second["flagged_probes"])) == (2, [PROBE, TRIAGE])
         listed = {m["name"]: m for m in cli(stack.env, "models", "list", "--json")}
 
     print(json.dumps(alerts, indent=2))
@@ -121,15 +137,32 @@ def test_a_probe_on_a_foundation_encoder_alerts_on_a_vendor_shift_at_that_site_o
     assert all(a["opened_after_predictions"] > plan.shift_after_predictions for a in alerts)
     # The probe answered (its findings, the encoder's 64-d float32 embedding), served by the
     # encoder on Triton; the encoder has no deployment of its own.
-    assert [(m["model_name"], m["triton_model"], m["loaded"]) for m in models] == [
-        (PROBE, ENCODER, True)
-    ]
+    served = sorted((m["model_name"], m["triton_model"], m["loaded"]) for m in models)
+    assert served == [(PROBE, ENCODER, True), (TRIAGE, ENCODER, True)]
     assert scored == {frozenset(FINDINGS)}
     assert widths == {64 * 4}
+    # The second probe answered with its own heads from the same encoder.
+    assert {frozenset(p["scores"]) for p in triaged} == {frozenset(TRIAGE_FINDINGS)}
     assert refit["run"]["lineage"]["kind"] == "probe-refit"
     assert refit["routing"]["champion_version"] == 2
-    assert "version 2" in (listed[PROBE]["needs_revalidation"] or "")
+    for probe in (PROBE, TRIAGE):
+        assert "version 2" in (listed[probe]["needs_revalidation"] or "")
     assert listed[ENCODER]["needs_revalidation"] is None
+
+
+def _predict(client: httpx.Client, model: str, *, n: int) -> list[dict[str, Any]]:
+    """``n`` DICOM predictions from the north site, asked of ``model`` by name."""
+    answers = []
+    for i, study in enumerate(RadiographGenerator(seed=7).generate(n, site="north")):
+        r = client.post(
+            "/v1/predictions",
+            params={"model": model},
+            files={"file": ("s.dcm", study_to_bytes(study), "application/dicom")},
+            data={"site": "north", "event_id": f"{model}-{i}", "study_id": study.study_id},
+        )
+        assert r.status_code == 200, r.text
+        answers.append(r.json())
+    return answers
 
 
 #: The hospital's protocol in this test: the probe has an untrained encoder under it, so the
