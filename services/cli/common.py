@@ -14,6 +14,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.core.errors import RadwatchError
@@ -30,15 +31,20 @@ def actor() -> str:
         return "cli"
 
 
+def _print_error(message: str) -> None:
+    """One line, whatever the terminal's width, and the message never read as markup."""
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+
+
 def fail(exc: RadwatchError) -> NoReturn:
-    err.print(f"[red]error:[/red] {exc.message}")
-    raise typer.Exit(2 if exc.status_code < 500 else 1)
+    fail_message(exc.message, code=2 if exc.status_code < 500 else 1)
 
 
-def fail_message(message: str) -> NoReturn:
-    """End the command on input the user can fix, before any domain error exists: exit 2."""
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
+def fail_message(message: str, *, code: int = 2) -> NoReturn:
+    """End the command with one error line: exit 2 on input the user can fix, 1 when a
+    dependency or the system is at fault."""
+    _print_error(message)
+    raise typer.Exit(code)
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from services.cli.common import fail, fail_message
 from services.core.errors import RadwatchError
 
 app = typer.Typer(
@@ -41,8 +42,7 @@ def generate(
     try:
         files = outputs(out_dir, rules)
     except ValueError as exc:  # a query names a metric or label the catalog lacks
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        fail_message(str(exc), code=1)
     if check:
         stale = [f.path for f in files if not f.is_current()]
         for path in stale:
@@ -89,7 +89,6 @@ def push(
             datasource=datasource,
         )
     except RadwatchError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(2 if exc.status_code < 500 else 1) from None
+        fail(exc)
     for line in report.lines():
         out.print(line, highlight=False, soft_wrap=True)

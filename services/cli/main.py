@@ -18,7 +18,7 @@ from services.cli import monitor as monitor_cli
 from services.cli import monitors as monitors_cli
 from services.cli import probes as probes_cli
 from services.cli import retrain as retrain_cli
-from services.cli.common import actor, err, fail, runtime, sessions
+from services.cli.common import actor, err, fail, fail_message, runtime, sessions
 from services.core.errors import RadwatchError
 
 if TYPE_CHECKING:
@@ -58,8 +58,7 @@ def _require_schema(engine: Engine) -> None:
     try:
         tables = set(inspect(engine).get_table_names())
     except Exception as exc:
-        err.print(f"[red]error:[/red] cannot reach the service database ({type(exc).__name__}).")
-        raise typer.Exit(1) from None
+        fail_message(f"cannot reach the service database ({type(exc).__name__}).", code=1)
     if "audit_log" not in tables:
         err.print(
             "[red]error:[/red] the service database is not migrated; run `radwatch db upgrade`."
@@ -160,8 +159,7 @@ def worker(
 
     bad = {q for q in queues.split(",") if q not in ("monitoring", "training")}
     if bad:
-        err.print(f"[red]error:[/red] unknown queue(s) {sorted(bad)}; use monitoring, training.")
-        raise typer.Exit(2)
+        fail_message(f"unknown queue(s) {sorted(bad)}; use monitoring, training.")
     argv = worker_argv(beat=beat, concurrency=concurrency, queues=queues)
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with the worker
 
@@ -199,8 +197,7 @@ def keys_create(
         parsed = Role(role)
     except ValueError:
         roles = ", ".join(r.value for r in Role)
-        err.print(f"[red]error:[/red] unknown role '{role}'; use one of: {roles}")
-        raise typer.Exit(2) from None
+        fail_message(f"unknown role '{role}'; use one of: {roles}")
     with sessions() as factory, session_scope(factory) as session:
         key = create_key(session, name=name, role=parsed)
     typer.echo(key)

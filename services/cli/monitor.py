@@ -20,6 +20,7 @@ import numpy.typing as npt
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from monitors.errors import MonitorInputError
@@ -46,7 +47,7 @@ def _input_errors() -> Iterator[None]:
     try:
         yield
     except (_io.TableInputError, MonitorInputError) as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
 
 

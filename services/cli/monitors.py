@@ -13,7 +13,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from services.cli.common import actor as _actor
-from services.cli.common import err, sessions
+from services.cli.common import err, fail, fail_message, sessions
 from services.core.errors import RadwatchError
 
 app = typer.Typer(help="Declare, change, disable and inspect monitors.", no_args_is_help=True)
@@ -27,8 +27,7 @@ def _session() -> Iterator[Session]:
         with sessions() as factory, session_scope(factory) as session:
             yield session
     except RadwatchError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(2) from None
+        fail(exc)
 
 
 def _spec(text: str) -> dict[str, Any]:
@@ -37,11 +36,9 @@ def _spec(text: str) -> dict[str, Any]:
         raw = Path(text[1:]).read_text() if text.startswith("@") else text
         value = json.loads(raw)
     except (OSError, json.JSONDecodeError) as exc:
-        err.print(f"[red]error:[/red] --spec is not readable JSON ({exc}).")
-        raise typer.Exit(2) from None
+        fail_message(f"--spec is not readable JSON ({exc}).")
     if not isinstance(value, dict):
-        err.print("[red]error:[/red] --spec must be a JSON object with a 'kind'.")
-        raise typer.Exit(2)
+        fail_message("--spec must be a JSON object with a 'kind'.")
     return value
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from services.cli.common import actor as _actor
-from services.cli.common import err, runtime
+from services.cli.common import err, fail_message, runtime
 from services.cli.common import fail as _fail
 from services.cli.common import sessions as _db
 from services.core.errors import RadwatchError
@@ -182,8 +182,7 @@ def run_local(
         except RadwatchError as exc:
             _fail(exc)
         if run is None:
-            err.print(f"[red]error:[/red] run {run_id} was taken by another process.")
-            raise typer.Exit(1)
+            fail_message(f"run {run_id} was taken by another process.", code=1)
         with session_scope(sessions) as session:
             out = _out(session, retraining.get(session, run_id))
     typer.echo(json.dumps(out, indent=2, default=str))

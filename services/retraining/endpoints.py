@@ -19,7 +19,7 @@ from services.auth.service import Principal
 from services.core.models import RetrainingRun, Role
 from services.http.deps import Anyone, Engineer, ModelName, SessionDep, StateDep, require_roles
 from services.http.errors import COMMON_RESPONSES, ErrorBody, Responses
-from services.retraining import dossiers
+from services.retraining import dossiers, evaluations
 from services.retraining import service as retraining
 from services.retraining.schemas import (
     MAX_ID,
@@ -130,7 +130,7 @@ def evaluate_candidate(
     session: SessionDep,
     state: StateDep,
 ) -> RetrainingRunOut:
-    run = retraining.request_evaluation(
+    run = evaluations.request(
         session,
         state.registry,
         model_name=name,

@@ -43,7 +43,7 @@ from services.core.models import (
     RetrainingState,
     Severity,
 )
-from services.core.ports import Enqueuer, ModelRegistry
+from services.core.ports import Enqueuer
 from services.labels import repository as labels
 from services.monitoring import repository as monitoring
 from services.retraining import repository
@@ -53,8 +53,6 @@ from services.serving.service import champion, spec_of
 log = logging.getLogger(__name__)
 
 Trigger = Literal["manual", "alert"]
-#: ``lineage.kind`` of a run that judges a registered candidate instead of training one.
-EVALUATION_KIND = "candidate-evaluation"
 TASK_NAME = "training.retrain"
 CANDIDATE_ALIAS = "candidate"
 #: Persistence look-back: k significant windows among the last ``LOOKBACK_FACTOR * k``.
@@ -228,107 +226,6 @@ def request_run(
             "protocol_version": protocol_row.version,
             "epochs": run.params["epochs"],
             "seed": run.seed,
-        },
-    )
-    return run
-
-
-def request_evaluation(
-    session: Session,
-    registry: ModelRegistry,
-    *,
-    model_name: str,
-    candidate_version: int,
-    evaluation_set: str,
-    evaluation_set_version: int | None,
-    requested_by: str,
-    reason: str,
-    now: datetime | None = None,
-) -> RetrainingRun:
-    """Queue the judgement of a candidate registered by hand (an import, retraining ``none``):
-    a run of kind :data:`EVALUATION_KIND` that the training worker executes with
-    :func:`services.retraining.flows.candidates.evaluate_candidate`, so the request outlives a
-    lost message like any run. The evaluation set's version is pinned now. The caller commits,
-    then enqueues with :func:`enqueue_after_commit`.
-
-    404 for a model with no champion, an unknown version or an unknown set; 409 when the
-    candidate is the champion or another run of the model is queued or running.
-    """
-    text_reason = (reason or "").strip()
-    if not 3 <= len(text_reason) <= 2000:
-        raise ValidationFailedError(
-            "An evaluation request needs a reason of 3 to 2,000 characters."
-        )
-    champ = champion(session, model_name)
-    if candidate_version == champ.model_version:
-        raise ConflictError(
-            f"{model_name} version {candidate_version} is the champion; name another version."
-        )
-    registry.get_version(model_name, candidate_version)  # 404 when it does not exist
-    found = registry.evaluation_set_versions(evaluation_set)
-    if evaluation_set_version is None:
-        pinned = found[-1] if found else None
-    else:
-        pinned = next((i for i in found if i.version == evaluation_set_version), None)
-    if pinned is None:
-        have = ", ".join(str(i.version) for i in found)
-        raise NotFoundError(
-            f"No evaluation set '{evaluation_set}'"
-            + (f" version {evaluation_set_version} (it has {have})" if have else "")
-            + "; register one with `radwatch evaluation-sets register`."
-        )
-    _lock_model(session, model_name)
-    running = active_run(session, model_name)
-    if running is not None:
-        raise ConflictError(
-            f"Run {running.id} of '{model_name}' is already {running.state}; wait for it "
-            f"(GET /v1/retraining/{running.id}) before asking for another."
-        )
-    protocol_row, protocol = protocols.current(
-        session, model_name, actor=requested_by, spec=spec_of(champ)
-    )
-    run = RetrainingRun(
-        model_name=model_name,
-        parent_version=champ.model_version,
-        state=RetrainingState.QUEUED,
-        trigger="manual",
-        requested_by=requested_by,
-        seed=0,
-        params={
-            "reason": text_reason,
-            "finding": protocol.acceptance.finding,
-            "evaluation_set": pinned.name,
-            "evaluation_set_version": pinned.version,
-        },
-        lineage={
-            "kind": EVALUATION_KIND,
-            "parent_version": champ.model_version,
-            "trigger": "manual",
-            "trigger_alert_ids": [],
-            "protocol_version": protocol_row.version,
-            "evaluation_set_sha256": pinned.sha256,
-        },
-        candidate_version=candidate_version,
-        progress=0.0,
-        message="queued",
-        created_at=now or datetime.now(UTC),
-    )
-    repository.add_run(session, run)
-    record(
-        session,
-        actor=requested_by,
-        action=actions.RETRAINING_REQUESTED,
-        entity_type=actions.RETRAINING_RUN,
-        entity_id=run.id,
-        reason=text_reason,
-        payload={
-            "model": model_name,
-            "kind": EVALUATION_KIND,
-            "parent_version": champ.model_version,
-            "candidate_version": candidate_version,
-            "evaluation_set": pinned.name,
-            "evaluation_set_version": pinned.version,
-            "protocol_version": protocol_row.version,
         },
     )
     return run

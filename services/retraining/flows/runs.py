@@ -34,13 +34,13 @@ from services.core.runtime import Runtime
 from services.registry.service import RegisteredModel, record_registration
 from services.retraining import dossiers, repository
 from services.retraining import reference as reference_profile
+from services.retraining.evaluations import EVALUATION_KIND
 from services.retraining.flows.candidates import evaluate_run
 from services.retraining.flows.external import ExternalRun, run_external
 from services.retraining.flows.probes import ProbeRun, refit_probe
 from services.retraining.service import (
     _STAGES,
     CANDIDATE_ALIAS,
-    EVALUATION_KIND,
     Progress,
     get,
     mark_failed,

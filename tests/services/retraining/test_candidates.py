@@ -34,6 +34,7 @@ from services.core.runtime import Runtime
 from services.core.settings import Settings
 from services.registry.evaluation_sets import register
 from services.registry.imports import import_version
+from services.retraining import evaluations
 from services.retraining import service as retraining
 from services.retraining.flows import execute_run
 from services.retraining.flows.candidates import evaluate_candidate
@@ -169,7 +170,7 @@ def test_a_queued_evaluation_run_pins_the_set_and_writes_the_dossier_on_the_work
     studies, labels = _evaluation_studies(tmp_path / "eval")
     first = register(rt.registry, name="cxr-eval", studies=studies, labels_csv=labels)
     with session_scope(rt.sessions) as session:
-        run = retraining.request_evaluation(
+        run = evaluations.request(
             session, rt.registry, model_name=NAME, candidate_version=2,
             evaluation_set="cxr-eval", evaluation_set_version=None, requested_by="eng",
             reason="vendor release 2",
@@ -178,7 +179,7 @@ def test_a_queued_evaluation_run_pins_the_set_and_writes_the_dossier_on_the_work
     # A newer set registered after the request does not change what the run judges on.
     register(rt.registry, name="cxr-eval", studies=studies, labels_csv=labels)
     with session_scope(rt.sessions) as session, pytest.raises(ConflictError, match="already"):
-        retraining.request_evaluation(
+        evaluations.request(
             session, rt.registry, model_name=NAME, candidate_version=2,
             evaluation_set="cxr-eval", evaluation_set_version=None, requested_by="eng",
             reason="again",
@@ -188,7 +189,7 @@ def test_a_queued_evaluation_run_pins_the_set_and_writes_the_dossier_on_the_work
     assert done is not None
     assert done.state == "succeeded", done.message
     assert done.candidate_version == 2
-    assert done.lineage["kind"] == retraining.EVALUATION_KIND
+    assert done.lineage["kind"] == evaluations.EVALUATION_KIND
     with session_scope(rt.sessions) as session:
         dossier = retraining.dossier_of(session, run_id)
         assert dossier is not None
@@ -223,7 +224,7 @@ def test_evaluation_requests_are_refused_with_what_to_fix(
     studies, labels = _evaluation_studies(tmp_path / "eval")
     register(rt.registry, name="cxr-eval", studies=studies, labels_csv=labels)
     with session_scope(rt.sessions) as session, pytest.raises(error, match=message):
-        retraining.request_evaluation(
+        evaluations.request(
             session, rt.registry, model_name=NAME, candidate_version=version,
             evaluation_set=evaluation_set, evaluation_set_version=set_version,
             requested_by="eng", reason="vendor release",
