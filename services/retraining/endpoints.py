@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from services.auth.service import Principal
 from services.core.models import RetrainingRun, Role
+from services.core.runtime import Runtime
 from services.http.deps import Anyone, Engineer, ModelName, SessionDep, StateDep, require_roles
 from services.http.errors import COMMON_RESPONSES, ErrorBody, Responses
 from services.retraining import dossiers, evaluations
@@ -49,6 +50,14 @@ _DOSSIER: Responses = {
     404: {"model": ErrorBody, "description": "No such dossier."},
     **COMMON_RESPONSES,
 }
+
+
+def _queued(session: Session, state: Runtime, run: RetrainingRun) -> RetrainingRunOut:
+    """The queued run, sent to the training queue once the request's transaction commits."""
+    retraining.enqueue_after_commit(
+        session, enqueuer=state.enqueuer, queue=state.settings.training_queue, run_ids=[run.id]
+    )
+    return _out(session, run)
 
 
 def _out(session: Session, run: RetrainingRun) -> RetrainingRunOut:
@@ -86,13 +95,7 @@ def start_run(
         reason=body.reason,
         options=retraining.RunOptions(epochs=body.epochs, seed=body.seed),
     )
-    retraining.enqueue_after_commit(
-        session,
-        enqueuer=state.enqueuer,
-        queue=state.settings.training_queue,
-        run_ids=[run.id],
-    )
-    return _out(session, run)
+    return _queued(session, state, run)
 
 
 _EVALUATE: Responses = {
@@ -140,13 +143,7 @@ def evaluate_candidate(
         requested_by=principal.name,
         reason=body.reason,
     )
-    retraining.enqueue_after_commit(
-        session,
-        enqueuer=state.enqueuer,
-        queue=state.settings.training_queue,
-        run_ids=[run.id],
-    )
-    return _out(session, run)
+    return _queued(session, state, run)
 
 
 @router.get(

@@ -6,18 +6,15 @@ message and shows its progress like any retraining run (``POST /v1/models/{name}
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from services.audit import actions
-from services.audit.service import record
 from services.change_protocols import service as protocols
 from services.core.errors import ConflictError, NotFoundError, ValidationFailedError
-from services.core.models import RetrainingRun, RetrainingState
+from services.core.models import RetrainingRun
 from services.core.ports import ModelRegistry
-from services.retraining import repository
-from services.retraining.service import _lock_model, active_run
+from services.retraining.service import claim_model, queue_run
 from services.serving.service import champion, spec_of
 
 #: ``lineage.kind`` of a run that judges a registered candidate instead of training one.
@@ -40,7 +37,7 @@ def request(
     a run of kind :data:`EVALUATION_KIND` that the training worker executes with
     :func:`services.retraining.flows.candidates.evaluate_candidate`, so the request outlives a
     lost message like any run. The evaluation set's version is pinned now. The caller commits,
-    then enqueues with :func:`enqueue_after_commit`.
+    then enqueues with :func:`services.retraining.service.enqueue_after_commit`.
 
     404 for a model with no champion, an unknown version or an unknown set; 409 when the
     candidate is the champion or another run of the model is queued or running.
@@ -68,23 +65,16 @@ def request(
             + (f" version {evaluation_set_version} (it has {have})" if have else "")
             + "; register one with `radwatch evaluation-sets register`."
         )
-    _lock_model(session, model_name)
-    running = active_run(session, model_name)
-    if running is not None:
-        raise ConflictError(
-            f"Run {running.id} of '{model_name}' is already {running.state}; wait for it "
-            f"(GET /v1/retraining/{running.id}) before asking for another."
-        )
+    claim_model(session, model_name)
     protocol_row, protocol = protocols.current(
         session, model_name, actor=requested_by, spec=spec_of(champ)
     )
-    run = RetrainingRun(
+    return queue_run(
+        session,
         model_name=model_name,
         parent_version=champ.model_version,
-        state=RetrainingState.QUEUED,
         trigger="manual",
         requested_by=requested_by,
-        seed=0,
         params={
             "reason": text_reason,
             "finding": protocol.acceptance.finding,
@@ -99,27 +89,12 @@ def request(
             "protocol_version": protocol_row.version,
             "evaluation_set_sha256": pinned.sha256,
         },
-        candidate_version=candidate_version,
-        progress=0.0,
-        message="queued",
-        created_at=now or datetime.now(UTC),
-    )
-    repository.add_run(session, run)
-    record(
-        session,
-        actor=requested_by,
-        action=actions.RETRAINING_REQUESTED,
-        entity_type=actions.RETRAINING_RUN,
-        entity_id=run.id,
-        reason=text_reason,
-        payload={
-            "model": model_name,
+        audit={
             "kind": EVALUATION_KIND,
-            "parent_version": champ.model_version,
             "candidate_version": candidate_version,
             "evaluation_set": pinned.name,
             "evaluation_set_version": pinned.version,
-            "protocol_version": protocol_row.version,
         },
+        candidate_version=candidate_version,
+        created_at=now,
     )
-    return run

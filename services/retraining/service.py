@@ -168,13 +168,7 @@ def request_run(
             "does not train it. Register the next version yourself (`radwatch models import`) "
             f"and have it judged (POST /v1/models/{model_name}/candidates)."
         )
-    _lock_model(session, model_name)
-    running = active_run(session, model_name)
-    if running is not None:
-        raise ConflictError(
-            f"Retraining run {running.id} of '{model_name}' is already {running.state}; wait for "
-            f"it (GET /v1/retraining/{running.id}) before asking for another."
-        )
+    claim_model(session, model_name)
     protocol_row, protocol = protocols.current(
         session, model_name, actor=requested_by, spec=spec_of(champ)
     )
@@ -189,15 +183,14 @@ def request_run(
             f"{policy.min_labelled_events} to retrain. Send more labels (POST /v1/labels).",
             details={"labelled": labelled, "required": policy.min_labelled_events},
         )
-    at = now or datetime.now(UTC)
-    run = RetrainingRun(
+    params = resolved_params(policy, finding, text_reason, opts)
+    return queue_run(
+        session,
         model_name=model_name,
         parent_version=champ.model_version,
-        state=RetrainingState.QUEUED,
         trigger=trigger,
         requested_by=requested_by,
-        seed=0,
-        params=resolved_params(policy, finding, text_reason, opts),
+        params=params,
         lineage={
             "parent_version": champ.model_version,
             "trigger": trigger,
@@ -205,11 +198,54 @@ def request_run(
             "protocol_version": protocol_row.version,
             "labelled_events_at_request": labelled,
         },
+        audit={"epochs": params["epochs"]},
+        seed=int(params["seed"]),
+        created_at=now,
+    )
+
+
+def claim_model(session: Session, model_name: str) -> None:
+    """Serialize requests for the model until the transaction ends; 409 while one of its runs
+    is queued or running."""
+    _lock_model(session, model_name)
+    running = active_run(session, model_name)
+    if running is not None:
+        raise ConflictError(
+            f"Retraining run {running.id} of '{model_name}' is already {running.state}; wait "
+            f"for it (GET /v1/retraining/{running.id}) before asking for another."
+        )
+
+
+def queue_run(
+    session: Session,
+    *,
+    model_name: str,
+    parent_version: int,
+    trigger: Trigger,
+    requested_by: str,
+    params: dict[str, Any],
+    lineage: dict[str, Any],
+    audit: Mapping[str, Any],
+    seed: int = 0,
+    candidate_version: int | None = None,
+    created_at: datetime | None = None,
+) -> RetrainingRun:
+    """Add a queued run (``params["reason"]`` is its audited reason) and audit the request
+    with the lineage's trigger and protocol version plus ``audit``."""
+    run = RetrainingRun(
+        model_name=model_name,
+        parent_version=parent_version,
+        state=RetrainingState.QUEUED,
+        trigger=trigger,
+        requested_by=requested_by,
+        seed=seed,
+        params=params,
+        lineage=lineage,
+        candidate_version=candidate_version,
         progress=0.0,
         message="queued",
-        created_at=at,
+        created_at=created_at or datetime.now(UTC),
     )
-    run.seed = int(run.params["seed"])
     repository.add_run(session, run)
     record(
         session,
@@ -217,15 +253,15 @@ def request_run(
         action=actions.RETRAINING_REQUESTED,
         entity_type=actions.RETRAINING_RUN,
         entity_id=run.id,
-        reason=text_reason,
+        reason=str(params["reason"]),
         payload={
             "model": model_name,
-            "parent_version": champ.model_version,
+            "parent_version": parent_version,
             "trigger": trigger,
-            "trigger_alert_ids": run.lineage["trigger_alert_ids"],
-            "protocol_version": protocol_row.version,
-            "epochs": run.params["epochs"],
-            "seed": run.seed,
+            "trigger_alert_ids": lineage.get("trigger_alert_ids", []),
+            "protocol_version": lineage.get("protocol_version"),
+            "seed": seed,
+            **audit,
         },
     )
     return run

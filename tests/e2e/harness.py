@@ -170,6 +170,18 @@ def approve(stack: Stack, client: httpx.Client, request_id: int) -> None:
     assert decided.status_code == 200, decided.text
 
 
+def wait_for_run(client: httpx.Client, run_id: int, timeout_s: float = 300) -> dict[str, Any]:
+    """The retraining run once it has succeeded or failed (or as it is at the deadline)."""
+    deadline = time.monotonic() + timeout_s
+    run: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        run = client.get(f"/v1/retraining/{run_id}").json()
+        if run["state"] in ("succeeded", "failed"):
+            break
+        time.sleep(1.0)
+    return run
+
+
 def promote(stack: Stack, client: httpx.Client, name: str, version: int) -> dict[str, Any]:
     """Start the promotion and stream studies until the saga has left shadow and canary;
     the model's routing afterwards."""

@@ -21,7 +21,6 @@ Both candidates are then signed by a safety officer and promoted through shadow 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -44,6 +43,7 @@ from tests.e2e.harness import (
     promote,
     start_api_and_worker,
     start_triton,
+    wait_for_run,
 )
 from tests.fixtures.foreign_models import (
     ForeignModel,
@@ -150,7 +150,7 @@ def test_an_imported_model_alerts_on_a_vendor_shift_at_that_site_only(
             else:
                 assert _import(stack, kind, name, candidate, spec) == 2
                 run = _judge_the_imported_candidate(client, name)
-            run = _wait_for_run(client, run["id"])
+            run = wait_for_run(client, run["id"])
             assert run["state"] == "succeeded", run
             request = _approval_request(client, name, run["candidate_version"])
             approve(stack, client, request["id"])
@@ -223,17 +223,6 @@ def _judge_the_imported_candidate(client: httpx.Client, name: str) -> dict[str, 
     queued: dict[str, Any] = started.json()
     assert queued["lineage"]["kind"] == "candidate-evaluation"
     return queued
-
-
-def _wait_for_run(client: httpx.Client, run_id: int, timeout_s: float = 300) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    run: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        run = client.get(f"/v1/retraining/{run_id}").json()
-        if run["state"] in ("succeeded", "failed"):
-            break
-        time.sleep(1.0)
-    return run
 
 
 def _approval_request(client: httpx.Client, name: str, version: int) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from tests.e2e.harness import (
     promote,
     start_api_and_worker,
     start_triton,
+    wait_for_run,
 )
 from tests.fixtures.foreign_models import build_embedding_encoder
 
@@ -194,13 +195,7 @@ def _refit_after_the_alert(
     else:
         assert started.status_code == 202, started.text
         run_id = started.json()["id"]
-    deadline = time.monotonic() + 300
-    run: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        run = client.get(f"/v1/retraining/{run_id}").json()
-        if run["state"] in ("succeeded", "failed"):
-            break
-        time.sleep(1.0)
+    run = wait_for_run(client, run_id)
     assert run["state"] == "succeeded", run
     request = next(
         r

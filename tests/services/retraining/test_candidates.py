@@ -296,4 +296,4 @@ def test_the_candidates_endpoint_queues_a_run_and_answers_4xx_with_what_to_fix(
     )
     assert run["params"]["evaluation_set_version"] == 1
     assert again.status_code == 409
-    assert f"Run {run['id']}" in again.json()["error"]["message"]
+    assert f"run {run['id']}" in again.json()["error"]["message"]
