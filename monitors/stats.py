@@ -46,3 +46,17 @@ def adjust_pvalues(
         adjusted[order] = np.minimum(ranked, 1.0)
         return adjusted
     raise MonitorInputError(f"Unknown correction {method!r}; use 'bonferroni' or 'bh'.")
+
+
+#: Below this a p-value is not a number a float64 test statistic can resolve: a tail
+#: probability that underflowed, or a DeLong z beyond ~8, prints as this bound, never as 0.
+P_FLOOR = 1e-16
+
+
+def format_p(p: float | None) -> str:
+    """``p = 0.0123``, ``p = 3.1e-09`` or ``p < 1e-16`` (never ``p = 0``); ``p = n/a`` for None."""
+    if p is None or p != p:
+        return "p = n/a"
+    if p < P_FLOOR:
+        return f"p < {P_FLOOR:.0e}"
+    return f"p = {p:.2g}" if p < 1e-3 else f"p = {p:.3f}"

@@ -40,6 +40,7 @@ from monitors.performance import (
     evaluate_performance,
     non_inferiority,
 )
+from monitors.stats import format_p
 from pipelines.perturb import Perturbation
 
 SCHEMA_VERSION = 1
@@ -247,7 +248,7 @@ def performance_and_calibration(
             f"AUROC candidate {ni.auc_candidate:.3f} vs champion {ni.auc_baseline:.3f} "
             f"(difference {ni.difference:+.3f}); one-sided {1 - c.alpha:.0%} lower bound "
             f"{ni.lower:+.3f} must exceed -{c.noninferiority_margin} (paired DeLong, "
-            f"p = {ni.p_value:.3g}, {ni.n_pos} positives / {ni.n_neg} negatives).",
+            f"{format_p(ni.p_value)}, {ni.n_pos} positives / {ni.n_neg} negatives).",
         ),
         _criterion(
             "min_sensitivity",

@@ -22,6 +22,8 @@ import jinja2
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from monitors.stats import format_p
+
 PLOTS = ("roc", "calibration", "forest", "drift_timeline")
 _COLORS = {"candidate": "#1f6fb2", "champion": "#d2691e"}
 
@@ -226,7 +228,7 @@ Evaluation data: {% for k, v in data.source.items() %}{{ k }} {{ v }}
 {% endfor %}</table>
 <p class="small">Non-inferiority (paired DeLong): difference
 {{ fmt(p.noninferiority.difference) }}, one-sided lower bound {{ fmt(p.noninferiority.lower) }},
-margin {{ p.noninferiority.margin }}, p = {{ fmt(p.noninferiority.p_value, 4) }}.</p>
+margin {{ p.noninferiority.margin }}, {{ fmt_p(p.noninferiority.p_value) }}.</p>
 <img alt="ROC curves" id="plot-roc" src="{{ d.plots.roc }}">
 
 <h2>Calibration</h2>
@@ -284,4 +286,4 @@ def render_html(document: Mapping[str, Any]) -> str:
     if missing:
         raise ValueError(f"render the plots first (render_plots); missing: {missing}")
     template = _ENV.from_string(_TEMPLATE)
-    return template.render(d=document, s=document["sections"], fmt=_fmt, ci=_ci)
+    return template.render(d=document, s=document["sections"], fmt=_fmt, ci=_ci, fmt_p=format_p)

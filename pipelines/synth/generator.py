@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,34 @@ _NO_SHIFT = ShiftSpec()
 _ANY_SITE = "*"
 #: Maximum probability any finding can reach after a prevalence shift.
 _MAX_PREVALENCE = 0.95
+
+# Uniform draws of a study's demographics-and-labels stream, by position (a fixed layout, so a
+# label or a shift never changes which draw feeds which choice).
+_U_SITE, _U_VENDOR, _U_SEX, _U_RACE, _U_VIEW, _U_KVP = range(6)
+_U_LABEL = 6  # 4: one per finding, in _LABEL_ORDER
+_U_SEVERITY = 10  # 4
+_U_MIMIC = 14  # 3: one per finding in _MIMICKED
+_U_MIMIC_STRENGTH = 17  # 3
+_U_READER = 20  # 4: one per finding, in FINDINGS order
+_U_HABITUS = 24
+_N_UNIFORMS = 25
+_LABEL_ORDER = ("cardiomegaly", "nodule", "pneumothorax", "effusion")
+#: Findings with look-alikes in normal films: nipple shadow or vessel seen end-on (nodule),
+#: pleural thickening or a fat pad blunting the angle (effusion), a skin fold (pneumothorax).
+_MIMICKED = ("nodule", "effusion", "pneumothorax")
+_P_MIMIC = 0.15
+
+# Reader disagreement (literature: a single reader misses roughly a fifth to a third of subtle
+# nodules and small effusions; inter-reader kappa for cardiomegaly on AP films is poor).
+_MISS_FLOOR = 0.03  # P(a florid finding is not reported)
+_MISS_SUBTLE = 0.45  # added at severity 0, falling as (1 - severity) ** 3
+_FALSE_CALL = 0.005  # P(a finding is reported on a film without it)
+_MIMIC_CALLED = 0.2  # added at look-alike strength 1
+_AP_HEART_CALLED = 0.3  # a magnified heart on an AP film (CTR > 0.47) called enlarged
+
+# Body habitus: more soft tissue means more scatter (noise) and less conspicuous findings.
+_HABITUS_NOISE = 0.015
+_HABITUS_HIDES = 0.2
 
 
 def _key(text: str) -> int:
@@ -126,28 +155,38 @@ class RadiographGenerator:
         ss = np.random.SeedSequence(self.seed, spawn_key=(site_key, index))
         demo_ss, anat_ss, pix_ss = ss.spawn(3)
         demo = np.random.default_rng(demo_ss)
-        u = demo.random(12)
+        u = demo.random(_N_UNIFORMS)
         z = float(demo.standard_normal())
 
-        site = self.sites[site_name or _pick(self._site_weights, u[0])]
-        vendor = self.vendors[shift.vendor_override or _pick(site.vendor_mix, u[1])]
-        sex = "F" if u[2] < site.female_fraction else "M"
+        site = self.sites[site_name or _pick(self._site_weights, u[_U_SITE])]
+        vendor = self.vendors[shift.vendor_override or _pick(site.vendor_mix, u[_U_VENDOR])]
+        sex = "F" if u[_U_SEX] < site.female_fraction else "M"
         age = int(np.clip(round(site.age_mean + shift.age_shift_years + site.age_sd * z), 18, 95))
-        race = _pick(site.race_mix, u[3])
+        race = _pick(site.race_mix, u[_U_RACE])
         p_ap = site.ap_fraction * float(np.clip(1.0 + (age - 60) / 60.0, 0.3, 1.7))
-        view = "AP" if u[4] < min(p_ap, 0.9) else "PA"
+        view = "AP" if u[_U_VIEW] < min(p_ap, 0.9) else "PA"
         lo, hi = vendor.kvp_range
-        kvp = float(round(lo + (hi - lo) * u[5]))
+        kvp = float(round(lo + (hi - lo) * u[_U_KVP]))
+        habitus = float(np.clip(site.habitus_mean + 0.6 * (u[_U_HABITUS] - 0.5), 0.0, 1.0))
 
         probs = finding_probabilities(age, sex)
-        labels: dict[str, int] = {}
-        for j, finding in enumerate(("cardiomegaly", "nodule", "pneumothorax", "effusion")):
+        truth: dict[str, int] = {}
+        severity: dict[str, float] = {}
+        for j, finding in enumerate(_LABEL_ORDER):
             p = probs[finding]
-            if finding == "effusion" and labels["cardiomegaly"]:
+            if finding == "effusion" and truth["cardiomegaly"]:
                 p = _sigmoid(np.log(p / (1 - p)) + 1.2)
             p = min(_MAX_PREVALENCE, p * shift.prevalence_scale.get(finding, 1.0))
-            labels[finding] = int(u[6 + j] < p)
-        labels = {f: labels[f] for f in FINDINGS}
+            truth[finding] = int(u[_U_LABEL + j] < p)
+            severity[finding] = (
+                float(u[_U_SEVERITY + j] ** site.subtlety) if truth[finding] else 0.0
+            )
+        truth = {f: truth[f] for f in FINDINGS}
+        severity = {f: severity[f] for f in FINDINGS}
+        mimics = {
+            f: float(u[_U_MIMIC_STRENGTH + k]) if u[_U_MIMIC + k] < _P_MIMIC else 0.0
+            for k, f in enumerate(_MIMICKED)
+        }
 
         attrs = {
             "site": site.name,
@@ -165,8 +204,13 @@ class RadiographGenerator:
                 visibility = 1.0 - shift.degrade_strength
 
         anatomy = _sample_anatomy(
-            np.random.default_rng(anat_ss).random(32), labels, visibility, view, sex, kvp
+            np.random.default_rng(anat_ss).random(40),
+            _Case(truth, severity, mimics, visibility, habitus),
+            view,
+            sex,
+            kvp,
         )
+        labels = _reported(truth, severity, mimics, anatomy, view, u[_U_READER : _U_READER + 4])
         pix = np.random.default_rng(pix_ss)
         ideal = render_anatomy(vendor.native_size, anatomy, pix)
         # Laterality marker on the patient's left, which is image right in PA and AP alike.
@@ -177,7 +221,7 @@ class RadiographGenerator:
             pix,
             marker=marker,
             gamma_scale=shift.gamma,
-            noise_add=shift.noise_sigma_add,
+            noise_add=shift.noise_sigma_add + _HABITUS_NOISE * habitus,
         )
         digest = hashlib.blake2b(f"{self.seed}/{site_key}/{index}".encode(), digest_size=10)
         hexid = digest.hexdigest().upper()
@@ -195,31 +239,104 @@ class RadiographGenerator:
             race_ethnicity=race,
             labels=labels,
             image=image,
+            truth=truth,
+            severity=severity,
         )
 
 
+@dataclass(frozen=True)
+class _Case:
+    """What the patient has and how visible it is: ground truth, severity per present finding,
+    look-alike strength per mimicked finding (0 = none), subgroup visibility, body habitus."""
+
+    truth: dict[str, int]
+    severity: dict[str, float]
+    mimics: dict[str, float]
+    visibility: float
+    habitus: float
+
+    def conspicuity(self, finding: str) -> float:
+        """How visible a present finding is: severity, then what hides it (body habitus,
+        a degraded subgroup). 0 for an absent finding."""
+        if not self.truth[finding]:
+            return 0.0
+        s = 0.5 + 0.5 * self.severity[finding]
+        return self.visibility * s * (1.0 - _HABITUS_HIDES * self.habitus)
+
+
+def _reported(
+    truth: Mapping[str, int],
+    severity: Mapping[str, float],
+    mimics: Mapping[str, float],
+    anatomy: Anatomy,
+    view: str,
+    u: npt.NDArray[np.float64],
+) -> dict[str, int]:
+    """The radiologist's report: subtle findings are missed, look-alikes are called, and a
+    magnified heart on an AP film is often called enlarged (reader disagreement, not chance
+    alone). One uniform per finding, so labels never shift which draw feeds what."""
+    out: dict[str, int] = {}
+    for k, finding in enumerate(FINDINGS):
+        if truth[finding]:
+            p_miss = _MISS_FLOOR + _MISS_SUBTLE * (1.0 - severity[finding]) ** 3
+            out[finding] = int(u[k] >= p_miss)
+            continue
+        p_call = _FALSE_CALL + _MIMIC_CALLED * mimics.get(finding, 0.0)
+        if finding == "cardiomegaly" and view == "AP" and anatomy.ctr > 0.47:
+            p_call += _AP_HEART_CALLED
+        out[finding] = int(u[k] < p_call)
+    return out
+
+
 def _sample_anatomy(
-    q: npt.NDArray[np.float64], labels: dict[str, int], vis: float, view: str, sex: str, kvp: float
+    q: npt.NDArray[np.float64], case: _Case, view: str, sex: str, kvp: float
 ) -> Anatomy:
-    """Map 32 uniforms to anatomy; every finding's geometry is drawn whether present or not,
-    so labels never shift which uniform feeds which parameter."""
+    """Map 40 uniforms to anatomy; every finding's geometry is drawn whether present or not,
+    so labels never shift which uniform feeds which parameter.
+
+    What makes a finding hard to see, as in practice: its severity and the patient's habitus
+    (:meth:`_Case.conspicuity`); breast tissue over the lower zones in women (effusion, basal
+    nodules); a supine AP film, where an effusion layers behind the lung as a diffuse veil
+    instead of a meniscus; look-alikes on films without the finding; a normal heart that a
+    borderline cardiothoracic ratio shares with a mildly enlarged one.
+    """
+    truth, c = case.truth, case.conspicuity
     thorax = 0.72 + 0.1 * q[0]
     dome_base = 0.5 + 0.08 * q[4]
     dome = (dome_base - 0.04 - 0.03 * q[5], dome_base)
     lung_cy = -0.08 + 0.06 * q[2]
-    ctr = 0.38 + 0.11 * q[9]
-    if labels["cardiomegaly"]:
-        ctr += vis * (0.52 + 0.12 * q[10] - ctr)
+    breast = (0.05 + 0.08 * q[18]) if sex == "F" else 0.0
+    lower_zone = 1.0 - _BREAST_HIDES * breast  # conspicuity left under breast tissue
+    ctr = 0.38 + 0.13 * q[9]  # normal hearts reach a borderline 0.51
+    if truth["cardiomegaly"]:
+        enlarged = 0.5 + 0.14 * case.severity["cardiomegaly"] + 0.02 * q[10]
+        ctr += case.visibility * (enlarged - ctr)
     if view == "AP":
-        ctr += 0.03
+        ctr += 0.03  # magnification of the heart on an AP film
     eff_side = q[19]
-    effusion_sides = (-1,) if eff_side < 0.4 else (1,) if eff_side < 0.8 else (-1, 1)
+    effusion_sides: tuple[int, ...] = (
+        (-1,) if eff_side < 0.4 else (1,) if eff_side < 0.8 else (-1, 1)
+    )
     nod_side = -1 if q[21] < 0.5 else 1
     nod_v = min(lung_cy - 0.45 + 0.75 * q[23], dome[0 if nod_side < 0 else 1] - 0.22)
     kvp_factor = float(np.clip(1.9 - kvp / 110.0, 0.6, 1.3))
+    supine = view == "AP"
+
+    effusion = c("effusion") * lower_zone * (_SUPINE_EFFUSION if supine else 1.0)
+    eff_mimic = case.mimics.get("effusion", 0.0)
+    if truth["effusion"]:
+        eff_opacity, eff_height = 0.3 * effusion, (0.08 + 0.25 * q[20]) * (0.5 + 0.5 * effusion)
+    else:  # blunting by pleural thickening or a fat pad: small, faint, one side
+        eff_opacity, eff_height = 0.08 * eff_mimic, 0.04 + 0.05 * q[20]
+        effusion_sides = effusion_sides[:1] if eff_mimic > 0 else ()
+    nodule = c("nodule") * (lower_zone if nod_v > 0.1 else 1.0)
+    nod_mimic = case.mimics.get("nodule", 0.0)
+    ptx = c("pneumothorax")
+    ptx_mimic = case.mimics.get("pneumothorax", 0.0)
+    ptx_side = -1 if q[26] < 0.5 else 1
     return Anatomy(
         thorax_halfwidth=thorax,
-        body_halfwidth=thorax + 0.1 + 0.06 * q[1],
+        body_halfwidth=thorax + 0.1 + 0.06 * q[1] + 0.08 * case.habitus,
         lung_cy=lung_cy,
         lung_ry=0.72 + 0.06 * q[3],
         dome=dome,
@@ -234,16 +351,27 @@ def _sample_anatomy(
         rib_contrast=0.09 * kvp_factor,
         lung_dark=0.34 * (1.1 - 0.1 * kvp / 110.0) + 0.04 * q[15],
         marking_amp=0.035 + 0.02 * q[16],
-        tissue=0.45 + 0.08 * q[17],
-        breast=(0.05 + 0.04 * q[18]) if sex == "F" else 0.0,
-        effusion_sides=effusion_sides if labels["effusion"] else (),
-        effusion_height=(0.1 + 0.25 * q[20]) * (0.5 + 0.5 * vis),
-        effusion_opacity=0.3 * vis,
+        tissue=0.45 + 0.08 * q[17] + 0.1 * case.habitus,
+        breast=breast,
+        effusion_sides=effusion_sides if (truth["effusion"] or eff_mimic > 0) else (),
+        effusion_height=eff_height,
+        effusion_opacity=eff_opacity,
+        effusion_edge=0.4 if supine and truth["effusion"] else 0.06,
         nodule_uv=(nod_side * thorax * (0.25 + 0.45 * q[22]), nod_v),
-        nodule_sigma=(0.04 + 0.02 * q[24]) * (0.6 + 0.4 * vis),
-        nodule_contrast=(0.26 + 0.14 * q[25]) * vis if labels["nodule"] else 0.0,
-        ptx_side=(-1 if q[26] < 0.5 else 1) if labels["pneumothorax"] else 0,
-        ptx_thickness=(0.15 + 0.15 * q[27]) * (0.5 + 0.5 * vis),
-        ptx_dark=(0.09 + 0.05 * q[28]) * vis,
-        ptx_visibility=vis,
+        nodule_sigma=(0.065 + 0.03 * q[24]) * (0.75 + 0.25 * nodule),
+        nodule_contrast=(0.34 + 0.16 * q[25]) * (0.4 + 0.6 * nodule) * (nodule > 0),
+        mimic_uv=(-nod_side * thorax * (0.3 + 0.3 * q[30]), 0.15 + 0.2 * q[31]),
+        mimic_sigma=0.025 + 0.01 * q[32],
+        mimic_contrast=0.12 * nod_mimic,
+        ptx_side=ptx_side if (truth["pneumothorax"] or ptx_mimic > 0) else 0,
+        ptx_thickness=(0.15 + 0.15 * q[27]) * (0.6 + 0.4 * max(ptx, ptx_mimic)),
+        ptx_dark=(0.11 + 0.05 * q[28]) * ptx,
+        ptx_line=(0.054 + 0.03 * q[28]) * ptx + 0.05 * ptx_mimic,
+        ptx_visibility=ptx,
     )
+
+
+#: Share of a lower-zone finding's conspicuity lost per unit of breast density.
+_BREAST_HIDES = 1.5
+#: A supine effusion, layering behind the lung, is this much fainter than an erect one.
+_SUPINE_EFFUSION = 0.75

@@ -35,7 +35,10 @@ class Anatomy:
     """Per-study anatomy and finding geometry, all in normalised units (see module docstring).
 
     ``*_side`` is -1 (image left) or +1 (image right); 0 means the finding is absent. Finding
-    intensities already include the subgroup visibility factor.
+    intensities already include their conspicuity (severity, habitus, subgroup visibility).
+    ``effusion_edge`` is the width of the fluid's upper border (a meniscus when erect, a veil
+    when supine); ``mimic_*`` is a nodule look-alike (a nipple shadow or an end-on vessel);
+    ``ptx_line`` is the pleural line's brightness (alone, without the lucent rim, a skin fold).
     """
 
     thorax_halfwidth: float
@@ -59,12 +62,17 @@ class Anatomy:
     effusion_sides: tuple[int, ...]
     effusion_height: float
     effusion_opacity: float
+    effusion_edge: float
     nodule_uv: tuple[float, float]
     nodule_sigma: float
     nodule_contrast: float
+    mimic_uv: tuple[float, float]
+    mimic_sigma: float
+    mimic_contrast: float
     ptx_side: int
     ptx_thickness: float
     ptx_dark: float
+    ptx_line: float
     ptx_visibility: float
 
 
@@ -156,12 +164,12 @@ def render_anatomy(n: int, a: Anatomy, rng: np.random.Generator) -> F32:
             rim = _ramp(r2 - inner, 4 * edge) * upper
             markings *= 1.0 - a.ptx_visibility * rim
             air -= a.ptx_dark * rim
-            air += 0.6 * a.ptx_dark * np.clip(1.0 - np.abs(r2 - inner) / (3 * edge), 0, 1) * upper
+            air += a.ptx_line * np.clip(1.0 - np.abs(r2 - inner) / (3 * edge), 0, 1) * upper
         x[:, cols] += lung * (air + markings)
         if side in a.effusion_sides:
             lateral = np.clip(side * du, 0.0, 1.0)
             level = dome - a.effusion_height * (1.0 + 0.8 * lateral)
-            x[:, cols] += a.effusion_opacity * _ramp(v - level, 0.06) * lung
+            x[:, cols] += a.effusion_opacity * _ramp(v - level, a.effusion_edge) * lung
 
     # Spine: a column of vertebral bodies seen through the mediastinum.
     vert = 0.75 + 0.25 * np.cos(v * np.float32(2 * np.pi * 8.5))
@@ -194,12 +202,15 @@ def render_anatomy(n: int, a: Anatomy, rng: np.random.Generator) -> F32:
             bv = (v[rows] - 0.6) / 0.32
             x[rows, cols] += a.breast * _ramp(1.0 - bu * bu - bv * bv, 0.5)
 
-    if a.nodule_contrast > 0:
-        nu, nv = a.nodule_uv
-        reach = 3.5 * a.nodule_sigma
-        rows, cols = _box(n, nu, nv, reach, reach)
-        d2 = (u[:, cols] - nu) ** 2 + (v[rows] - nv) ** 2
-        x[rows, cols] += a.nodule_contrast * np.exp(d2 * np.float32(-0.5 / a.nodule_sigma**2))
+    for (nu, nv), sigma, contrast in (
+        (a.nodule_uv, a.nodule_sigma, a.nodule_contrast),
+        (a.mimic_uv, a.mimic_sigma, a.mimic_contrast),
+    ):
+        if contrast > 0:
+            reach = 3.5 * sigma
+            rows, cols = _box(n, nu, nv, reach, reach)
+            d2 = (u[:, cols] - nu) ** 2 + (v[rows] - nv) ** 2
+            x[rows, cols] += contrast * np.exp(d2 * np.float32(-0.5 / sigma**2))
 
     out: F32 = np.clip(x, 0.0, 1.0).astype(np.float32, copy=False)
     return out

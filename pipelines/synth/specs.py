@@ -85,6 +85,12 @@ class SiteSpec:
     ``age_sd`` are in years (clipped to 18-95), ``female_fraction`` is P(sex = "F"),
     ``race_mix`` maps category -> weight, ``ap_fraction`` is the share of supine/portable AP
     films at age 60 (AP is more common in older, sicker patients).
+
+    Case mix: ``subtlety`` skews how severe the findings a site sees are (a finding's severity
+    is ``U ** subtlety``: 1 is uniform, above 1 more early, subtle disease, as in an emergency
+    department; below 1 more florid disease); ``habitus_mean`` is the mean body habitus in
+    [0, 1] (larger patients: more soft tissue, more scatter and noise, less conspicuous
+    findings; not recorded in any DICOM tag, as in life).
     """
 
     name: str
@@ -96,8 +102,14 @@ class SiteSpec:
     race_mix: tuple[tuple[str, float], ...]
     ap_fraction: float = 0.2
     weight: float = 1.0
+    subtlety: float = 1.0
+    habitus_mean: float = 0.4
 
     def __post_init__(self) -> None:
+        if not 0.25 <= self.subtlety <= 4 or not 0 <= self.habitus_mean <= 1:
+            raise ValueError(
+                f"SiteSpec {self.name!r}: subtlety must be in [0.25, 4] and habitus_mean in [0, 1]"
+            )
         if not self.vendor_mix or any(w < 0 for _, w in self.vendor_mix):
             raise ValueError(f"SiteSpec {self.name!r}: vendor_mix needs non-negative weights")
         if sum(w for _, w in self.vendor_mix) <= 0 or sum(w for _, w in self.race_mix) <= 0:
@@ -159,7 +171,10 @@ class Study:
 
     ``study_id`` / ``patient_id`` are deterministic synthetic identifiers (no real person);
     ``age`` is in years, ``kvp`` in kilovolts; ``image`` is float32 in [0, 1] at the vendor's
-    native size (MONOCHROME2). ``labels`` has every finding in ``contract.FINDINGS`` (0 or 1).
+    native size (MONOCHROME2). ``labels`` has every finding in ``contract.FINDINGS`` (0 or 1)
+    as a radiologist reported it: subtle findings are missed and look-alikes called, as readers
+    disagree in practice. ``truth`` is what the generator drew (the disease the patient has);
+    ``severity`` is each present finding's severity in (0, 1] (0 when absent).
     """
 
     study_id: str
@@ -175,6 +190,8 @@ class Study:
     race_ethnicity: str
     labels: dict[str, int]
     image: npt.NDArray[np.float32]
+    truth: dict[str, int] = field(default_factory=dict)
+    severity: dict[str, float] = field(default_factory=dict)
 
 
 DEFAULT_VENDORS: dict[str, VendorSpec] = {
@@ -272,6 +289,8 @@ DEFAULT_SITES: tuple[SiteSpec, ...] = (
         race_mix=tuple(zip(_RACES, (0.70, 0.08, 0.10, 0.08, 0.04), strict=True)),
         ap_fraction=0.2,
         weight=0.4,
+        subtlety=1.0,
+        habitus_mean=0.4,
     ),
     SiteSpec(
         name="central",
@@ -283,6 +302,8 @@ DEFAULT_SITES: tuple[SiteSpec, ...] = (
         race_mix=tuple(zip(_RACES, (0.35, 0.30, 0.12, 0.18, 0.05), strict=True)),
         ap_fraction=0.3,
         weight=0.35,
+        subtlety=1.5,  # an urban emergency department: early, subtle presentations
+        habitus_mean=0.5,
     ),
     SiteSpec(
         name="south",
@@ -294,5 +315,7 @@ DEFAULT_SITES: tuple[SiteSpec, ...] = (
         race_mix=tuple(zip(_RACES, (0.45, 0.15, 0.05, 0.30, 0.05), strict=True)),
         ap_fraction=0.25,
         weight=0.25,
+        subtlety=0.8,  # older, sicker referrals: more florid disease
+        habitus_mean=0.35,
     ),
 )

@@ -81,6 +81,17 @@ def defaults_for(spec: ModelSpec | None) -> ChangeProtocolDocument:
     return document.model_copy(update={"acceptance": acceptance})
 
 
+def judged_threshold(session: Session, model_name: str, spec: ModelSpec) -> float:
+    """The spec's operating threshold of the finding the model's change protocol judges (its
+    latest version, or the defaults fitted to ``spec``); 0.5 for a model without findings."""
+    row = latest(session, model_name)
+    document = defaults_for(spec) if row is None else parse(row.document)
+    if spec.findings is None:
+        return 0.5
+    by_name = {f.name: f.threshold for f in spec.findings.findings}
+    return float(by_name.get(document.acceptance.finding, 0.5))
+
+
 def current(
     session: Session, model_name: str, *, actor: str, spec: ModelSpec | None = None
 ) -> tuple[ChangeProtocol, ChangeProtocolDocument]:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from monitors.policy import WindowOutcome
+from monitors.stats import format_p
 from services.alerts import service as alerts
 from services.audit import actions
 from services.core.models import Alert, MonitorResult
@@ -21,7 +22,7 @@ from services.monitoring.specs import GLOBAL_SITE, DriftSpec, FairnessSpec, Moni
 def drift_evidence(details: dict[str, Any]) -> list[str]:
     """Human-readable evidence, strongest first: the embedding test, then up to 4 columns."""
     parts = [
-        f"embedding {name} p={m['p_value']:.2g}"
+        f"embedding {name} {format_p(m['p_value'])}"
         for name, m in details.get("multivariate", {}).items()
         if m.get("drift")
     ]
@@ -32,7 +33,7 @@ def drift_evidence(details: dict[str, Any]) -> list[str]:
     for name, c in drifted[:4]:
         new = c.get("details", {}).get("new_categories")
         extra = f" (new: {', '.join(map(str, new))})" if new else ""
-        parts.append(f"{name} {c['test']} p={c['p_value']:.2g}{extra}")
+        parts.append(f"{name} {c['test']} {format_p(c['p_value'])}{extra}")
     return parts
 
 
@@ -51,13 +52,13 @@ def _detail(spec: MonitorSpec, result: MonitorResult, significant: int, consider
         return (
             f"Subgroup gap in {spec.metric} of '{spec.finding}' at {where}: group "
             f"{w.get('group')} trails the rest by {result.statistic:.3f} "
-            f"(tolerated {spec.max_gap}), p={result.p_value:.2g}: {head}."
+            f"(tolerated {spec.max_gap}), {format_p(result.p_value)}: {head}."
         )
     how = "estimated without labels" if spec.kind == "estimate" else "on labelled studies"
     return (
         f"{spec.metric} of '{spec.finding}' below {d['floor']:.3f} (baseline {d['baseline']:.3f} "
         f"- margin {spec.margin}) at {where}, {how}: {head}: {spec.metric} "
-        f"{result.statistic:.3f}, p={result.p_value:.2g}."
+        f"{result.statistic:.3f}, {format_p(result.p_value)}."
     )
 
 

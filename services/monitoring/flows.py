@@ -15,6 +15,7 @@ import logging
 from sqlalchemy.exc import IntegrityError
 
 from services.audit import actions
+from services.change_protocols import service as protocols
 from services.core.db import session_scope
 from services.core.runtime import Runtime
 from services.events import repository as events
@@ -76,13 +77,14 @@ def deploy(
     *,
     model_name: str,
     version: int,
-    operating_threshold: float = 0.5,
+    operating_threshold: float | None = None,
     default_monitor: bool = True,
     actor: str = actions.ACTOR_SYSTEM,
 ) -> int:
     """Export a registered version to the Triton repository, load it, and make it champion;
     returns the deployment id. With ``default_monitor``, a model that has no monitors yet gets
-    the acquisition drift monitor of the settings (window, alpha, persistence).
+    the acquisition drift monitor of the settings (window, alpha, persistence). The operating
+    threshold defaults to the spec's threshold of the finding its change protocol judges.
 
     Triton loads the model before the deployment row changes, so a failed load leaves the
     previous champion serving and recorded. A probe makes its encoder version ready instead, and
@@ -97,7 +99,11 @@ def deploy(
             model_version=version,
             mlflow_run_id=info.run_id,
             triton_model=served_by(spec, model_name, version)[0],
-            operating_threshold=operating_threshold,
+            operating_threshold=(
+                operating_threshold
+                if operating_threshold is not None
+                else protocols.judged_threshold(session, model_name, spec)
+            ),
             spec=spec,
             actor=actor,
         )

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from pipelines.train import TrainConfig, TrainResult, train
+from pipelines.model import ModelConfig, builtin_spec
+from pipelines.train import TrainConfig, TrainResult, operating_thresholds, train
 from services.audit import actions
 from services.audit import service as audit
 from services.core.ports import ModelRegistry
@@ -70,6 +71,10 @@ def train_and_register(
     ``model.registered`` audit record by ``actor`` is appended there (the caller commits)."""
     result = train(config, progress)
     params = {k: v for k, v in dataclasses.asdict(config).items()}
+    spec = builtin_spec(
+        ModelConfig(embedding_dim=result.model.embedding_dim),
+        thresholds=operating_thresholds(result.profile),
+    )
     run_id = registry.log_training(
         experiment=model_name,
         run_name=f"train-{model_name}",
@@ -79,6 +84,7 @@ def train_and_register(
         profile=result.profile,
         model_card=model_card(model_name, result),
         tags={"radwatch.kind": "training"},
+        spec=spec,
     )
     version = registry.register(model_name, run_id, description="Trained by radwatch.")
     if alias:
