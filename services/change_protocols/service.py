@@ -83,7 +83,8 @@ def defaults_for(spec: ModelSpec | None) -> ChangeProtocolDocument:
 
 def judged_threshold(session: Session, model_name: str, spec: ModelSpec) -> float:
     """The spec's operating threshold of the finding the model's change protocol judges (its
-    latest version, or the defaults fitted to ``spec``); 0.5 for a model without findings."""
+    latest version, or the defaults fitted to ``spec``); 0.5 for a model without findings.
+    What a deployment's operating threshold defaults to (the CLI's and the demo's deploy)."""
     row = latest(session, model_name)
     document = defaults_for(spec) if row is None else parse(row.document)
     if spec.findings is None:

@@ -240,9 +240,18 @@ def deploy(
         int | None, typer.Option(help="Version; default the 'champion' alias.")
     ] = None,
     model_name: Annotated[str | None, typer.Option()] = None,
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Operating threshold; default the spec's threshold of the judged finding.",
+        ),
+    ] = None,
 ) -> None:
     """Export a registered version to the Triton repository, load it and make it the champion."""
+    from services.change_protocols import service as protocols
+    from services.core.db import session_scope
     from services.monitoring.flows import deploy as deploy_flow
 
     with runtime() as rt:
@@ -253,6 +262,10 @@ def deploy(
                 if version is not None
                 else rt.registry.get_by_alias(name, "champion").version
             )
+            if threshold is None:
+                with session_scope(rt.sessions) as session:
+                    spec = rt.registry.load_spec(name, v)
+                    threshold = protocols.judged_threshold(session, name, spec)
             deploy_flow(
                 rt, model_name=name, version=v, operating_threshold=threshold, actor=actor()
             )

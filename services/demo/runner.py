@@ -22,6 +22,7 @@ from rich.console import Console
 
 from pipelines.train import TrainConfig
 from services.auth.service import create_key
+from services.change_protocols import service as protocols
 from services.core.db import migrate, session_scope
 from services.core.errors import UnavailableError
 from services.core.models import Role, as_utc
@@ -135,7 +136,16 @@ def run_story(settings: Settings, opts: DemoOptions, console: Console) -> dict[s
         )
         triton_server.start()
         stack.callback(triton_server.stop)
-        deploy(rt, model_name=registered.name, version=registered.version)
+        with session_scope(rt.sessions) as session:
+            threshold = protocols.judged_threshold(
+                session, registered.name, rt.registry.load_spec(registered.name, registered.version)
+            )
+        deploy(
+            rt,
+            model_name=registered.name,
+            version=registered.version,
+            operating_threshold=threshold,
+        )
         triton_version = rt.triton.server_version()
 
         say("[bold]4/10[/bold] starting the API and a Celery worker (with beat)")

@@ -15,7 +15,6 @@ import logging
 from sqlalchemy.exc import IntegrityError
 
 from services.audit import actions
-from services.change_protocols import service as protocols
 from services.core.db import session_scope
 from services.core.runtime import Runtime
 from services.events import repository as events
@@ -77,14 +76,13 @@ def deploy(
     *,
     model_name: str,
     version: int,
-    operating_threshold: float | None = None,
+    operating_threshold: float = 0.5,
     default_monitor: bool = True,
     actor: str = actions.ACTOR_SYSTEM,
 ) -> int:
     """Export a registered version to the Triton repository, load it, and make it champion;
     returns the deployment id. With ``default_monitor``, a model that has no monitors yet gets
-    the acquisition drift monitor of the settings (window, alpha, persistence). The operating
-    threshold defaults to the spec's threshold of the finding its change protocol judges.
+    the acquisition drift monitor of the settings (window, alpha, persistence).
 
     Triton loads the model before the deployment row changes, so a failed load leaves the
     previous champion serving and recorded. A probe makes its encoder version ready instead, and
@@ -99,11 +97,7 @@ def deploy(
             model_version=version,
             mlflow_run_id=info.run_id,
             triton_model=served_by(spec, model_name, version)[0],
-            operating_threshold=(
-                operating_threshold
-                if operating_threshold is not None
-                else protocols.judged_threshold(session, model_name, spec)
-            ),
+            operating_threshold=operating_threshold,
             spec=spec,
             actor=actor,
         )
