@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from pipelines.contract import EMBEDDING_DIM, FINDINGS, IMAGE_SIZE
-from pipelines.train import TrainConfig, auroc, train
+from pipelines.profile import METADATA_COLUMNS, ReferenceProfile
+from pipelines.train import TrainConfig, auroc, operating_thresholds, train
 
 
 def test_tiny_training_run() -> None:
@@ -63,3 +65,24 @@ def test_config_validation() -> None:
         TrainConfig(n_train=0)
     demo = TrainConfig.demo()
     assert demo.image_size == IMAGE_SIZE
+
+
+def test_operating_thresholds_reach_the_target_sensitivity_on_validation() -> None:
+    """The highest threshold that still flags at least 85% of the validation positives."""
+    rng = np.random.default_rng(3)
+    n = 400
+    labels = (rng.random((n, len(FINDINGS))) < 0.2).astype(np.int8)
+    labels[:, -1] = 0  # a finding without positives keeps 0.5
+    scores = np.clip(0.3 * labels + rng.random(labels.shape) * 0.7, 0, 1).astype(np.float32)
+    profile = ReferenceProfile(
+        embeddings=np.zeros((n, 4), dtype=np.float32),
+        scores=scores,
+        labels=labels,
+        metadata=pd.DataFrame({c: [None] * n for c in METADATA_COLUMNS}),
+    )
+    chosen = operating_thresholds(profile)
+    for j, finding in enumerate(FINDINGS[:-1]):
+        pos = scores[labels[:, j] == 1, j]
+        sensitivity = float((pos >= chosen[finding]).mean())
+        assert 0.85 <= sensitivity < 0.85 + 2.0 / len(pos) + 1e-9, (finding, sensitivity)
+    assert chosen[FINDINGS[-1]] == 0.5
