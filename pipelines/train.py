@@ -260,8 +260,7 @@ def operating_thresholds(
     finding without positives."""
     out: dict[str, float] = {}
     for j, finding in enumerate(profile.findings):
-        known = profile.labels[:, j] >= 0
-        positives = np.sort(profile.scores[known & (profile.labels[:, j] == 1), j])
+        positives = np.sort(profile.scores[profile.labels[:, j] == 1, j])
         if positives.size == 0:
             out[finding] = 0.5
             continue

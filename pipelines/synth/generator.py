@@ -203,14 +203,9 @@ class RadiographGenerator:
             if attrs[attr] == value:
                 visibility = 1.0 - shift.degrade_strength
 
-        anatomy = _sample_anatomy(
-            np.random.default_rng(anat_ss).random(40),
-            _Case(truth, severity, mimics, visibility, habitus),
-            view,
-            sex,
-            kvp,
-        )
-        labels = _reported(truth, severity, mimics, anatomy, view, u[_U_READER : _U_READER + 4])
+        case = _Case(truth, severity, mimics, visibility, habitus)
+        anatomy = _sample_anatomy(np.random.default_rng(anat_ss).random(40), case, view, sex, kvp)
+        labels = _reported(case, anatomy, view, u[_U_READER : _U_READER + 4])
         pix = np.random.default_rng(pix_ss)
         ideal = render_anatomy(vendor.native_size, anatomy, pix)
         # Laterality marker on the patient's left, which is image right in PA and AP alike.
@@ -265,23 +260,18 @@ class _Case:
 
 
 def _reported(
-    truth: Mapping[str, int],
-    severity: Mapping[str, float],
-    mimics: Mapping[str, float],
-    anatomy: Anatomy,
-    view: str,
-    u: npt.NDArray[np.float64],
+    case: _Case, anatomy: Anatomy, view: str, u: npt.NDArray[np.float64]
 ) -> dict[str, int]:
     """The radiologist's report: subtle findings are missed, look-alikes are called, and a
     magnified heart on an AP film is often called enlarged (reader disagreement, not chance
     alone). One uniform per finding, so labels never shift which draw feeds what."""
     out: dict[str, int] = {}
     for k, finding in enumerate(FINDINGS):
-        if truth[finding]:
-            p_miss = _MISS_FLOOR + _MISS_SUBTLE * (1.0 - severity[finding]) ** 3
+        if case.truth[finding]:
+            p_miss = _MISS_FLOOR + _MISS_SUBTLE * (1.0 - case.severity[finding]) ** 3
             out[finding] = int(u[k] >= p_miss)
             continue
-        p_call = _FALSE_CALL + _MIMIC_CALLED * mimics.get(finding, 0.0)
+        p_call = _FALSE_CALL + _MIMIC_CALLED * case.mimics.get(finding, 0.0)
         if finding == "cardiomegaly" and view == "AP" and anatomy.ctr > 0.47:
             p_call += _AP_HEART_CALLED
         out[finding] = int(u[k] < p_call)

@@ -18,7 +18,7 @@ from services.cli import monitor as monitor_cli
 from services.cli import monitors as monitors_cli
 from services.cli import probes as probes_cli
 from services.cli import retrain as retrain_cli
-from services.cli.common import actor, err, fail, fail_message, runtime, sessions
+from services.cli.common import actor, fail, fail_message, runtime, sessions
 from services.core.errors import RadwatchError
 
 if TYPE_CHECKING:
@@ -60,10 +60,7 @@ def _require_schema(engine: Engine) -> None:
     except Exception as exc:
         fail_message(f"cannot reach the service database ({type(exc).__name__}).", code=1)
     if "audit_log" not in tables:
-        err.print(
-            "[red]error:[/red] the service database is not migrated; run `radwatch db upgrade`."
-        )
-        raise typer.Exit(2)
+        fail_message("the service database is not migrated; run `radwatch db upgrade`.")
 
 
 @app.command()

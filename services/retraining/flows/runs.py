@@ -135,9 +135,14 @@ def execute_run(
             log.info("retraining run %d is %s, not queued; nothing to do", run_id, run.state)
             return None
         mark_running(session, run, actor=actor)
+        judged_only = run.lineage.get("kind") == EVALUATION_KIND
     registered: int | None = None
     try:
-        registered = _execute(sessions, registry, run_id, actor, progress, runtime)
+        if judged_only:
+            report = _ProgressWriter(sessions, run_id, progress)
+            registered = evaluate_run(sessions, runtime, run_id, actor, report)
+        else:
+            registered = _execute(sessions, registry, run_id, actor, progress, runtime)
     except Exception as exc:
         log.exception("retraining run %d failed", run_id)
         _fail(sessions, registry, run_id, exc, actor, registered)
@@ -175,11 +180,6 @@ def _execute(
 ) -> int:
     report = _ProgressWriter(sessions, run_id, progress)
     report("loading", 0, 1)
-    with session_scope(sessions) as session:
-        run = get(session, run_id)
-        judged_only = run.lineage.get("kind") == EVALUATION_KIND
-    if judged_only:
-        return evaluate_run(sessions, runtime, run_id, actor, report)
     with session_scope(sessions) as session:
         run = get(session, run_id)
         champion_spec = _champion_spec(registry, run.model_name, run.parent_version)
